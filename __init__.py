@@ -1,0 +1,16 @@
+"""pixel-m4: pixel-based language models (PIXEL-M4, pixel fallback) on the Hugging Face stack.
+
+The model files sit at the repository root, as in a Hub model repo; installed, they form this
+package. Importing it registers the classes with transformers' Auto* factories.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
+
+from .configuration_pixel_m4 import PRESETS, PixelM4Config
+from .modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4Model
+
+AutoConfig.register(PixelM4Config.model_type, PixelM4Config, exist_ok=True)
+AutoModel.register(PixelM4Config, PixelM4Model, exist_ok=True)
+AutoModelForPreTraining.register(PixelM4Config, PixelM4ForPreTraining, exist_ok=True)
+
+__all__ = ["PRESETS", "PixelM4Config", "PixelM4Model", "PixelM4ForPreTraining"]

@@ -1,0 +1,137 @@
+"""Configuration of PIXEL-M4, a ViT-MAE that reads rendered text (Kesen et al.; Rust et al.).
+
+Names follow transformers' `ViTMAEConfig` so that original PIXEL checkpoints map field for field.
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+# Span lengths 1..6 with the PIXEL paper's cumulative weights: P(1..4) = 0.2 each, P(5) = P(6) = 0.1.
+PAPER_SPAN_WEIGHTS = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
+
+# Model sizes by name. "base" is the paper's; the others are for laptops, CPUs and tests.
+PRESETS: dict[str, dict] = {
+    "test": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+        decoder_intermediate_size=64,
+    ),
+    "tiny": dict(
+        hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768,
+        decoder_hidden_size=128, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
+        decoder_intermediate_size=512,
+    ),
+    "small": dict(
+        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+        decoder_hidden_size=256, decoder_num_hidden_layers=4, decoder_num_attention_heads=8,
+        decoder_intermediate_size=1024,
+    ),
+    "base": {},
+}  # fmt: skip
+
+
+@strict
+class PixelM4Config(PreTrainedConfig):
+    r"""
+    Encoder (ViT) and pretraining decoder (MAE) of a pixel language model.
+
+    The input is one strip of rendered text, `image_size = (patch_size, patch_size * num_patches)`,
+    i.e. 16 x 8464 px = 529 patches for the paper's models. Positions are fixed 2-D sin-cos
+    embeddings on a sqrt(num_patches) square grid, as in the released checkpoints.
+
+    Pretraining masks `mask_ratio` of the *text* patches, in spans of 1..`span_max_length`
+    patches drawn with `span_cumulative_weights` (`masking="span"`), or uniformly
+    (`masking="random"`). `norm_pix_loss` normalises each target patch by its own mean and
+    variance. `pooling_mode` is how task heads and embeddings pool patches (`mean` over
+    attended patches, `cls`, or `max`).
+    """
+
+    model_type = "pixel_m4"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    image_size: list[int] | tuple[int, int] = (16, 8464)
+    patch_size: int = 16
+    num_channels: int = 3
+    qkv_bias: bool = True
+
+    decoder_hidden_size: int = 512
+    decoder_num_hidden_layers: int = 8
+    decoder_num_attention_heads: int = 16
+    decoder_intermediate_size: int = 2048
+    decoder_layer_norm_eps: float = 1e-5
+
+    mask_ratio: float = 0.25
+    masking: str = "span"
+    span_max_length: int = 6
+    span_cumulative_weights: list[float] | tuple[float, ...] = PAPER_SPAN_WEIGHTS
+    norm_pix_loss: bool = True
+
+    pooling_mode: str = "mean"
+    classifier_dropout: float = 0.1
+
+    def __post_init__(self, **kwargs):
+        _check_heads("", self.hidden_size, self.num_attention_heads)
+        _check_heads("decoder_", self.decoder_hidden_size, self.decoder_num_attention_heads)
+        height, width = self.image_size
+        if height != self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"image_size must be (patch_size, patch_size * num_patches), got image_size="
+                f"{tuple(self.image_size)} with patch_size={self.patch_size}"
+            )
+        grid = int(round(self.num_patches**0.5))
+        if grid * grid != self.num_patches:
+            raise ValueError(
+                f"the number of patches ({self.num_patches}) must be a square (positions live on a "
+                f"grid x grid plane, 23 x 23 = 529 in the paper); change image_size"
+            )
+        if self.hidden_size % 4 or self.decoder_hidden_size % 4:
+            raise ValueError(
+                "hidden_size and decoder_hidden_size must be multiples of 4 (2-D sin-cos)"
+            )
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.masking not in ("span", "random"):
+            raise ValueError(f"masking must be 'span' or 'random', got {self.masking!r}")
+        weights = list(self.span_cumulative_weights)
+        if len(weights) != self.span_max_length or weights != sorted(weights) or weights[-1] != 1:
+            raise ValueError(
+                "span_cumulative_weights must be non-decreasing, end at 1.0 and have "
+                f"span_max_length={self.span_max_length} entries, got {weights}"
+            )
+        if self.pooling_mode not in ("mean", "cls", "max"):
+            raise ValueError(
+                f"pooling_mode must be 'mean', 'cls' or 'max', got {self.pooling_mode!r}"
+            )
+        super().__post_init__(**kwargs)
+
+    @property
+    def num_patches(self) -> int:
+        return self.image_size[1] // self.patch_size
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "PixelM4Config":
+        """`PixelM4Config.from_preset("tiny")`; presets: test, tiny, small, base (the paper's)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+def _check_heads(prefix: str, hidden_size: int, num_heads: int) -> None:
+    if hidden_size <= 0 or num_heads <= 0 or hidden_size % num_heads:
+        raise ValueError(
+            f"{prefix}hidden_size ({hidden_size}) must be a positive multiple of "
+            f"{prefix}num_attention_heads ({num_heads})"
+        )
+
+
+PixelM4Config.register_for_auto_class()
+
+__all__ = ["PixelM4Config", "PRESETS", "PAPER_SPAN_WEIGHTS"]

@@ -1,0 +1,515 @@
+"""PIXEL-M4: a ViT-MAE that reads text rendered as a strip of 16x16 patches.
+
+Papers: Rust et al. 2023 (PIXEL) and Kesen et al. 2025 (PIXEL-M4, multilingual bigram rendering).
+One strip of `num_patches` patches is one "sentence"; patch k sits at (row k // G, column k % G)
+of a G x G grid for its fixed 2-D sin-cos position (G = 23 for 529 patches). The encoder is a
+pre-LN ViT with a CLS token; pretraining hides 25% of the text patches in spans, encodes only the
+visible ones and lets a small decoder reconstruct the hidden patches (MSE on normalised pixels).
+
+Shapes used throughout: B batch, L = num_patches, K kept patches, D hidden size, P patch size.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_pixel_m4 import PixelM4Config
+
+# ---------------------------------------------------------------------------------------------
+# Pixels <-> patches, positions, masking
+# ---------------------------------------------------------------------------------------------
+
+
+def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """[B, C, P, P*L] -> [B, L, P*P*C]; pixels of a patch in (row, col, channel) order."""
+    batch, channels, height, width = pixel_values.shape
+    patches = pixel_values.reshape(batch, channels, height, width // patch_size, patch_size)
+    return patches.permute(0, 3, 2, 4, 1).reshape(batch, width // patch_size, -1)
+
+
+def unpatchify(patches: torch.Tensor, patch_size: int, num_channels: int) -> torch.Tensor:
+    """[B, L, P*P*C] -> [B, C, P, P*L], the inverse of `patchify`."""
+    batch, length, _ = patches.shape
+    pixels = patches.reshape(batch, length, patch_size, patch_size, num_channels)
+    return pixels.permute(0, 4, 2, 1, 3).reshape(
+        batch, num_channels, patch_size, length * patch_size
+    )
+
+
+def sincos_position_embedding(num_patches: int, dim: int) -> torch.Tensor:
+    """[1 + L, D] fixed positions of the released checkpoints; row 0 (CLS) is zero.
+
+    Patch k lies at column k % G and row k // G; the first half of the vector encodes the column,
+    the second half the row, each as [sin(p * w), cos(p * w)] with w_i = 1 / 10000^(i / (D/4)).
+    """
+    grid = round(num_patches**0.5)
+    index = torch.arange(num_patches, dtype=torch.float64)
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+
+    def encode(position: torch.Tensor) -> torch.Tensor:
+        angles = position[:, None] * omega[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    patches = torch.cat(
+        [encode(index % grid), encode(torch.div(index, grid, rounding_mode="floor"))], 1
+    )
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), patches]).float()
+
+
+def span_mask(
+    attention_mask: torch.Tensor,
+    mask_ratio: float,
+    cumulative_weights: list[float],
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Bool [B, L]: `mask_ratio` of each strip's text patches, hidden in spans (PIXEL's scheme).
+
+    Text patches are the attended ones minus the final (black end) patch. Span lengths 1..S are
+    drawn with the given cumulative weights; spans may overlap and are clipped so that exactly
+    round(mask_ratio * num_text_patches) patches end up masked.
+    """
+    weights = torch.diff(torch.tensor([0.0, *cumulative_weights]))
+    mask = torch.zeros(attention_mask.shape, dtype=torch.bool)
+    for row, num_text in enumerate((attention_mask.sum(1) - 1).clamp(min=0).tolist()):
+        target, masked = round(mask_ratio * num_text), 0
+        while masked < target:
+            span = int(torch.multinomial(weights, 1, generator=generator)) + 1
+            span = min(span, target - masked)
+            start = int(torch.randint(0, num_text - span + 1, (1,), generator=generator))
+            masked += int((~mask[row, start : start + span]).sum())
+            mask[row, start : start + span] = True
+    return mask.to(attention_mask.device)
+
+
+def random_mask(
+    attention_mask: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Bool [B, L]: round(mask_ratio * num_text_patches) text patches per strip, uniformly."""
+    num_text = (attention_mask.sum(1, keepdim=True) - 1).clamp(min=0).cpu()
+    noise = torch.rand(attention_mask.shape, generator=generator)
+    positions = torch.arange(attention_mask.shape[1])[None]
+    noise = noise.masked_fill(positions >= num_text, 2.0)  # never pick the end patch or padding
+    rank = noise.argsort(1).argsort(1)
+    return (rank < (mask_ratio * num_text).round()).to(attention_mask.device)
+
+
+def split_visible_patches(patch_mask: torch.Tensor, attention_mask: torch.Tensor):
+    """Which patches the encoder sees; the same number K for every strip of the batch.
+
+    Masked patches are always removed; strips with fewer masked patches than the batch maximum
+    also drop padding patches (never seen by attention anyway) so the batch stays rectangular.
+    Returns `keep` [B, K] (ascending patch indices), `restore` [B, L] (undoes the reordering)
+    and `removed` [B, L] (1 where the decoder must reconstruct).
+    """
+    # 0 = visible text / end patch, 1 = padding, 2 = masked; a stable sort keeps patch order.
+    priority = patch_mask.long() * 2 + (1 - attention_mask.long()) * (~patch_mask).long()
+    order = priority.argsort(dim=1, stable=True)
+    num_keep = patch_mask.shape[1] - int(patch_mask.sum(1).max())
+    restore = order.argsort(dim=1)
+    removed = (restore >= num_keep).long()
+    return order[:, :num_keep], restore, removed
+
+
+def pool_patches(
+    hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """[B, 1+L, D] -> [B, D]: CLS vector, or mean / max over the attended patches (CLS excluded)."""
+    if mode == "cls":
+        return hidden_states[:, 0]
+    patches, mask = hidden_states[:, 1:], attention_mask[:, 1:, None].to(hidden_states.dtype)
+    if mode == "mean":
+        return (patches * mask).sum(1) / mask.sum(1).clamp(min=1)
+    if mode == "max":
+        return patches.masked_fill(mask == 0, torch.finfo(patches.dtype).min).amax(1)
+    raise ValueError(f"pooling mode must be 'mean', 'cls' or 'max', got {mode!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Transformer blocks
+# ---------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs
+):
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # [B, heads, N, N]
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class PixelM4Attention(nn.Module):
+    def __init__(self, config: PixelM4Config, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.q_proj = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ):
+        batch, length, _ = hidden_states.shape
+        heads_shape = (batch, length, -1, self.head_dim)
+        query = self.q_proj(hidden_states).view(heads_shape).transpose(1, 2)  # [B, heads, N, d]
+        key = self.k_proj(hidden_states).view(heads_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(heads_shape).transpose(1, 2)
+
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, _ = attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        return self.o_proj(output.reshape(batch, length, -1))
+
+
+class PixelM4Layer(GradientCheckpointingLayer):
+    """Pre-LN transformer block; the decoder uses it with its own sizes."""
+
+    def __init__(
+        self, config: PixelM4Config, hidden_size: int, num_heads: int, intermediate_size: int
+    ):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.attention = PixelM4Attention(config, hidden_size, num_heads)
+        self.layernorm_after = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ):
+        attended = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
+        hidden_states = hidden_states + self.dropout(attended)
+        mlp = self.fc2(self.activation(self.fc1(self.layernorm_after(hidden_states))))
+        return hidden_states + self.dropout(mlp)
+
+
+class PixelM4Embeddings(nn.Module):
+    """Patch projection (a P x P, stride P convolution) + fixed positions + CLS."""
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__()
+        self.config = config
+        self.patch_embeddings = nn.Conv2d(
+            config.num_channels, config.hidden_size, config.patch_size, stride=config.patch_size
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.position_embeddings = nn.Parameter(
+            torch.zeros(1, config.num_patches + 1, config.hidden_size), requires_grad=False
+        )
+
+    def forward(self, pixel_values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, C, P, P*L] -> [B, 1+L, D], or [B, 1+K, D] with only the patches in `keep` [B, K]."""
+        dtype = self.patch_embeddings.weight.dtype
+        patches = self.patch_embeddings(pixel_values.to(dtype)).flatten(2).transpose(1, 2)
+        patches = patches + self.position_embeddings[:, 1:]
+        if keep is not None:
+            patches = patches.gather(1, keep[..., None].expand(-1, -1, patches.shape[-1]))
+        cls = (self.cls_token + self.position_embeddings[:, :1]).expand(patches.shape[0], -1, -1)
+        return torch.cat([cls, patches], dim=1)
+
+
+class PixelM4Decoder(nn.Module):
+    """MAE decoder: visible-patch encodings + mask tokens, back in patch order -> pixels."""
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__()
+        self.config = config
+        size = config.decoder_hidden_size
+        self.decoder_embed = nn.Linear(config.hidden_size, size)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, size))
+        self.decoder_pos_embed = nn.Parameter(
+            torch.zeros(1, config.num_patches + 1, size), requires_grad=False
+        )
+        self.decoder_layers = nn.ModuleList(
+            PixelM4Layer(
+                config, size, config.decoder_num_attention_heads, config.decoder_intermediate_size
+            )
+            for _ in range(config.decoder_num_hidden_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(size, eps=config.decoder_layer_norm_eps)
+        self.decoder_pred = nn.Linear(size, config.patch_size**2 * config.num_channels)
+
+    def forward(self, encoded: torch.Tensor, restore: torch.Tensor, attention_mask: torch.Tensor):
+        """encoded [B, 1+K, D], restore [B, L], attention_mask [B, L] -> logits [B, L, P*P*C]."""
+        hidden = self.decoder_embed(encoded)
+        batch, length = restore.shape
+        mask_tokens = self.mask_token.to(hidden.dtype).expand(
+            batch, length + 1 - hidden.shape[1], -1
+        )
+        patches = torch.cat([hidden[:, 1:], mask_tokens], dim=1)
+        patches = patches.gather(1, restore[..., None].expand(-1, -1, hidden.shape[-1]))
+        hidden = torch.cat([hidden[:, :1], patches], dim=1) + self.decoder_pos_embed
+
+        with_cls = torch.cat([attention_mask.new_ones(batch, 1), attention_mask], dim=1)
+        mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden, attention_mask=with_cls
+        )
+        for layer in self.decoder_layers:
+            hidden = layer(hidden, mask)
+        return self.decoder_pred(self.decoder_norm(hidden))[:, 1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PixelM4ModelOutput(ModelOutput):
+    """`last_hidden_state` [B, 1+N, D] (CLS first; N = L, or K visible patches in pretraining),
+    `hidden_states` (embeddings + each layer, before the final LayerNorm) when asked, and the
+    `attention_mask` [B, 1+N] that goes with them (CLS included), for pooling."""
+
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attention_mask: torch.Tensor | None = None
+
+
+@dataclass
+class PixelM4ForPreTrainingOutput(ModelOutput):
+    """`logits` [B, L, P*P*C] predicted patches (normalised pixels if `norm_pix_loss`), `mask`
+    [B, L] (1 = hidden from the encoder), `loss` over hidden patches inside the attention mask."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class PixelM4PreTrainedModel(PreTrainedModel):
+    config: PixelM4Config
+    config_class = PixelM4Config
+    base_model_prefix = "vit"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["PixelM4Embeddings", "PixelM4Layer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, PixelM4Embeddings):
+            positions = sincos_position_embedding(self.config.num_patches, self.config.hidden_size)
+            init.copy_(module.position_embeddings, positions[None])
+            init.normal_(module.cls_token, std=self.config.initializer_range)
+            weight = module.patch_embeddings.weight
+            if not getattr(weight, "_is_hf_initialized", False):
+                # Like a linear layer over the flattened patch (MAE), not a conv's fan-in.
+                init.xavier_uniform_(weight.view(weight.shape[0], -1))
+        elif isinstance(module, PixelM4Decoder):
+            positions = sincos_position_embedding(
+                self.config.num_patches, self.config.decoder_hidden_size
+            )
+            init.copy_(module.decoder_pos_embed, positions[None])
+            init.normal_(module.mask_token, std=self.config.initializer_range)
+
+
+class PixelM4Model(PixelM4PreTrainedModel):
+    """The PIXEL-M4 encoder: rendered strip in, one vector per patch (+ CLS) out."""
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__(config)
+        self.embeddings = PixelM4Embeddings(config)
+        self.layers = nn.ModuleList(
+            PixelM4Layer(
+                config, config.hidden_size, config.num_attention_heads, config.intermediate_size
+            )
+            for _ in range(config.num_hidden_layers)
+        )
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> PixelM4ModelOutput:
+        """pixel_values [B, C, P, P*L]; attention_mask [B, L] (1 = text or end patch);
+        keep [B, K]: encode only these patches (pretraining)."""
+        attention_mask = check_inputs(self.config, pixel_values, attention_mask)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        hidden = self.embeddings(pixel_values, keep)
+        if keep is not None:
+            attention_mask = attention_mask.gather(1, keep)
+        attention_mask = torch.cat(
+            [attention_mask.new_ones(attention_mask.shape[0], 1), attention_mask], 1
+        )
+        mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+
+        all_hidden = [hidden] if output_hidden_states else None
+        for layer in self.layers:
+            hidden = layer(hidden, mask, **kwargs)
+            if output_hidden_states:
+                all_hidden.append(hidden)
+        return PixelM4ModelOutput(
+            last_hidden_state=self.layernorm(hidden),
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attention_mask=attention_mask,
+        )
+
+
+class PixelM4ForPreTraining(PixelM4PreTrainedModel):
+    """Encoder + MAE decoder with span masking of text patches (the PIXEL-M4 objective)."""
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__(config)
+        self.vit = PixelM4Model(config)
+        self.decoder = PixelM4Decoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.vit.get_input_embeddings()
+
+    def sample_patch_mask(
+        self, attention_mask: torch.Tensor, generator: torch.Generator | None = None
+    ):
+        """Bool [B, L] of text patches to hide, per `config.masking`; draws from torch's RNG."""
+        if self.config.masking == "span":
+            return span_mask(
+                attention_mask.cpu(),
+                self.config.mask_ratio,
+                self.config.span_cumulative_weights,
+                generator,
+            )
+        return random_mask(attention_mask.cpu(), self.config.mask_ratio, generator)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        patch_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> PixelM4ForPreTrainingOutput:
+        """patch_mask [B, L] (True = hide) overrides the sampled mask, e.g. to fix it for evaluation."""
+        attention_mask = check_inputs(self.config, pixel_values, attention_mask)
+        if patch_mask is None:
+            patch_mask = self.sample_patch_mask(attention_mask)
+        elif patch_mask.shape != attention_mask.shape:
+            raise ValueError(
+                f"patch_mask must have shape {tuple(attention_mask.shape)} (batch, num_patches), "
+                f"got {tuple(patch_mask.shape)}"
+            )
+        keep, restore, removed = split_visible_patches(
+            patch_mask.bool().to(pixel_values.device), attention_mask
+        )
+        encoded = self.vit(
+            pixel_values,
+            attention_mask,
+            keep=keep,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        logits = self.decoder(encoded.last_hidden_state, restore, attention_mask)
+        loss = self.reconstruction_loss(pixel_values, logits, removed * attention_mask)
+        return PixelM4ForPreTrainingOutput(
+            loss=loss, logits=logits, mask=removed, hidden_states=encoded.hidden_states
+        )
+
+    def target_patches(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, L, P*P*C] reconstruction target: pixels, normalised per patch if `norm_pix_loss`."""
+        target = patchify(pixel_values.float(), self.config.patch_size)
+        if self.config.norm_pix_loss:
+            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6) ** 0.5
+        return target
+
+    def reconstruction_loss(self, pixel_values, logits, loss_mask) -> torch.Tensor:
+        """Mean over patches with loss_mask = 1 of the per-patch mean squared error (fp32)."""
+        per_patch = (logits.float() - self.target_patches(pixel_values)).pow(2).mean(-1)
+        return (per_patch * loss_mask).sum() / loss_mask.sum().clamp(min=1)
+
+    def reconstruct(
+        self, pixel_values: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, C, P, P*L] strip with the hidden patches replaced by the model's predictions,
+        de-normalised with each original patch's own statistics when `norm_pix_loss` is on."""
+        original = patchify(pixel_values.float(), self.config.patch_size)
+        predicted = logits.float()
+        if self.config.norm_pix_loss:
+            mean, var = original.mean(-1, keepdim=True), original.var(-1, keepdim=True)
+            predicted = predicted * (var + 1e-6) ** 0.5 + mean
+        patches = torch.where(mask[..., None].bool(), predicted.clamp(0, 1), original)
+        return unpatchify(patches, self.config.patch_size, self.config.num_channels)
+
+
+def check_inputs(config: PixelM4Config, pixel_values, attention_mask) -> torch.Tensor:
+    """Validate model inputs with errors a user can act on; returns the [B, L] attention mask."""
+    expected = (config.num_channels, *config.image_size)
+    if (
+        not isinstance(pixel_values, torch.Tensor)
+        or pixel_values.dim() != 4
+        or tuple(pixel_values.shape[1:]) != expected
+    ):
+        got = (
+            tuple(pixel_values.shape)
+            if isinstance(pixel_values, torch.Tensor)
+            else type(pixel_values).__name__
+        )
+        raise ValueError(
+            f"pixel_values must be a tensor of shape (batch, {', '.join(map(str, expected))}), got {got}; "
+            "render text with PixelM4TextRenderer (AutoProcessor) to get model inputs"
+        )
+    batch, length = pixel_values.shape[0], config.num_patches
+    if attention_mask is None:
+        return torch.ones(batch, length, dtype=torch.long, device=pixel_values.device)
+    if tuple(attention_mask.shape) != (batch, length):
+        raise ValueError(
+            f"attention_mask must have shape ({batch}, {length}) (batch, num_patches), got {tuple(attention_mask.shape)}"
+        )
+    return attention_mask.long()
+
+
+PixelM4Model.register_for_auto_class("AutoModel")
+PixelM4ForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+
+__all__ = [
+    "PixelM4PreTrainedModel",
+    "PixelM4Model",
+    "PixelM4ForPreTraining",
+    "patchify",
+    "unpatchify",
+    "pool_patches",
+    "sincos_position_embedding",
+    "span_mask",
+    "random_mask",
+]
