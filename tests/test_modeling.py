@@ -1,0 +1,286 @@
+"""PixelM4Model / PixelM4ForPreTraining: shapes, masking spec, loss, attention backends, checkpointing."""
+
+import pytest
+import torch
+
+from pixel_m4.configuration_pixel_m4 import PixelM4Config
+from pixel_m4.modeling_pixel_m4 import (
+    PixelM4ForPreTraining,
+    PixelM4Model,
+    patchify,
+    pool_patches,
+    sincos_position_embedding,
+    span_mask,
+    split_visible_patches,
+    unpatchify,
+)
+
+L = 529
+
+
+def make_batch(lengths=(529, 120, 7), seed=0):
+    """Random strips whose first `n` patches are attended (text + end patch)."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.rand(len(lengths), 3, 16, 16 * L, generator=generator)
+    mask = torch.zeros(len(lengths), L, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    return pixels, mask
+
+
+@pytest.fixture
+def config():
+    return PixelM4Config.from_preset("test")
+
+
+def test_paper_defaults():
+    config = PixelM4Config()
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (
+        768,
+        12,
+        12,
+    )
+    assert config.intermediate_size == 3072 and config.decoder_hidden_size == 512
+    assert (config.decoder_num_hidden_layers, config.decoder_num_attention_heads) == (8, 16)
+    assert config.decoder_intermediate_size == 2048
+    assert tuple(config.image_size) == (16, 8464) and config.num_patches == 529
+    assert config.mask_ratio == 0.25 and config.span_max_length == 6 and config.norm_pix_loss
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(hidden_size=30, num_attention_heads=4), "hidden_size"),
+        (dict(decoder_hidden_size=30), "decoder_hidden_size"),
+        (dict(image_size=(16, 8000)), "image_size"),
+        (dict(image_size=(16, 16 * 530)), "square"),
+        (dict(mask_ratio=1.5), "mask_ratio"),
+        (dict(masking="block"), "masking"),
+        (dict(span_cumulative_weights=(0.5, 0.2, 1.0, 1.0, 1.0, 1.0)), "span_cumulative_weights"),
+        (dict(pooling_mode="sum"), "pooling_mode"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        PixelM4Config(**kwargs)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        PixelM4Config.from_preset("huge")
+
+
+def test_patchify_order_and_inverse():
+    pixels = torch.arange(2 * 3 * 16 * 32, dtype=torch.float).reshape(2, 3, 16, 32)
+    patches = patchify(pixels, 16)
+    assert patches.shape == (2, 2, 768)
+    # (row, col, channel) with channel fastest: value at patch 1, row 2, col 5, channel 1.
+    assert patches[0, 1, (2 * 16 + 5) * 3 + 1] == pixels[0, 1, 2, 16 + 5]
+    assert torch.equal(unpatchify(patches, 16, 3), pixels)
+
+
+def test_sincos_positions_match_grid_layout():
+    positions = sincos_position_embedding(529, 8)  # D/4 = 2 frequencies: 1 and 1/100
+    assert positions.shape == (530, 8) and torch.all(positions[0] == 0)
+    k = 30  # row 1, column 7 on the 23 x 23 grid
+    column = torch.tensor([7.0, 7 / 100])
+    row = torch.tensor([1.0, 1 / 100])
+    expected = torch.cat([column.sin(), column.cos(), row.sin(), row.cos()])
+    torch.testing.assert_close(positions[1 + k], expected)
+
+
+def test_span_mask_ratio_and_span_lengths():
+    _, attention = make_batch((529, 201, 41, 1))
+    torch.manual_seed(0)
+    weights = PixelM4Config().span_cumulative_weights
+    mask = span_mask(attention, 0.25, weights)
+    text = attention.sum(1) - 1
+    assert mask.sum(1).tolist() == [round(0.25 * n) for n in text.tolist()]
+    for row, n in enumerate(text.tolist()):
+        assert not mask[row, n:].any(), "end patch and padding must never be masked"
+    # Runs of consecutive masked patches come from overlapping spans, so they can exceed 6;
+    # but the mean run length must sit well above 1 (not uniform masking) for span masking.
+    runs = []
+    for row in mask[:1]:
+        current = 0
+        for value in row.tolist() + [False]:
+            if value:
+                current += 1
+            elif current:
+                runs.append(current)
+                current = 0
+    assert 1.8 < sum(runs) / len(runs) < 6
+
+
+def test_split_visible_patches_keeps_batch_rectangular():
+    _, attention = make_batch((529, 50))
+    patch_mask = torch.zeros(2, L, dtype=torch.bool)
+    patch_mask[0, 10:142] = True  # 132 masked
+    patch_mask[1, 3:15] = True  # 12 masked
+    keep, restore, removed = split_visible_patches(patch_mask, attention)
+    assert keep.shape == (2, L - 132)
+    assert torch.equal(removed[0].bool(), patch_mask[0])
+    # Strip 1 drops its 12 masked patches plus 120 padding patches, never a visible text patch.
+    assert (removed[1].bool() & attention[1].bool()).sum() == 12
+    visible = keep[1][attention[1][keep[1]].bool()]
+    assert torch.all(visible.diff() > 0)
+    assert torch.equal(restore.argsort(1)[:, : keep.shape[1]], keep)
+
+
+def test_pretraining_forward_shapes_and_loss(config):
+    model = PixelM4ForPreTraining(config)
+    pixels, attention = make_batch()
+    torch.manual_seed(0)
+    out = model(pixels, attention, output_hidden_states=True)
+    assert out.logits.shape == (3, L, 16 * 16 * 3)
+    assert out.mask.shape == (3, L)
+    assert torch.isfinite(out.loss)
+    hidden_masked = (out.mask * attention).sum(1).tolist()
+    assert hidden_masked == [132, round(0.25 * 119), round(0.25 * 6)]
+    assert len(out.hidden_states) == config.num_hidden_layers + 1
+    assert out.hidden_states[0].shape == (3, 1 + L - 132, config.hidden_size)
+
+
+def test_loss_counts_only_masked_attended_patches(config):
+    model = PixelM4ForPreTraining(config).eval()
+    pixels, attention = make_batch((60, 60))
+    patch_mask = torch.zeros(2, L, dtype=torch.bool)
+    patch_mask[:, :15] = True
+    out = model(pixels, attention, patch_mask=patch_mask)
+    target = model.target_patches(pixels)
+    per_patch = (out.logits - target).pow(2).mean(-1)
+    torch.testing.assert_close(out.loss, per_patch[:, :15].mean())
+    # Changing pixels of an unmasked patch or of padding changes the input but not which
+    # patches the loss averages over: the loss must stay a mean over exactly the masked ones.
+    assert out.mask[:, :15].all() and (out.mask * attention).sum() == 30
+
+
+def test_norm_pix_target_is_per_patch_normalised(config):
+    model = PixelM4ForPreTraining(config)
+    pixels, _ = make_batch((529,))
+    target = model.target_patches(pixels)
+    torch.testing.assert_close(target.mean(-1), torch.zeros(1, L), atol=1e-5, rtol=0)
+    torch.testing.assert_close(target.var(-1), torch.ones(1, L), atol=1e-3, rtol=0)
+
+
+def test_tiny_overfit_loss_decreases(config):
+    torch.manual_seed(0)
+    model = PixelM4ForPreTraining(config)
+    pixels, attention = make_batch((100, 80))
+    patch_mask = span_mask(
+        attention, 0.25, config.span_cumulative_weights, torch.Generator().manual_seed(1)
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        loss = model(pixels, attention, patch_mask=patch_mask).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert all(map(torch.isfinite, map(torch.tensor, losses)))
+    # Random pixels can only be memorised; a learning model halves the loss in 60 steps.
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_eager_and_sdpa_agree(config):
+    pixels, attention = make_batch()
+    model = PixelM4Model(config).eval()
+    model.set_attn_implementation("eager")
+    eager = model(pixels, attention).last_hidden_state
+    model.set_attn_implementation("sdpa")
+    sdpa = model(pixels, attention).last_hidden_state
+    torch.testing.assert_close(eager, sdpa, atol=1e-5, rtol=0)
+
+
+def test_padding_does_not_change_text_encodings(config):
+    model = PixelM4Model(config).eval()
+    pixels, attention = make_batch((40,))
+    base = model(pixels, attention).last_hidden_state[:, :41]
+    noisy = pixels.clone()
+    noisy[..., 16 * 40 :] = torch.rand_like(noisy[..., 16 * 40 :])
+    torch.testing.assert_close(model(noisy, attention).last_hidden_state[:, :41], base)
+
+
+def test_gradient_checkpointing_gives_same_gradients(config):
+    torch.manual_seed(0)
+    model = PixelM4ForPreTraining(config)
+    pixels, attention = make_batch((200, 90))
+    patch_mask = span_mask(
+        attention, 0.25, config.span_cumulative_weights, torch.Generator().manual_seed(3)
+    )
+
+    def gradients():
+        model.zero_grad()
+        model(pixels, attention, patch_mask=patch_mask).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    plain = gradients()
+    model.gradient_checkpointing_enable()
+    checkpointed = gradients()
+    assert plain.keys() == checkpointed.keys() and len(plain) > 10
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+
+
+def test_bf16_autocast_forward_is_finite(config):
+    model = PixelM4ForPreTraining(config)
+    pixels, attention = make_batch((100,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(pixels, attention)
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+
+
+def test_pool_patches_modes():
+    hidden = torch.tensor([[[9.0], [1.0], [3.0], [100.0]]])  # CLS, two text patches, padding
+    mask = torch.tensor([[1, 1, 1, 0]])
+    assert pool_patches(hidden, mask, "cls").item() == 9.0
+    assert pool_patches(hidden, mask, "mean").item() == 2.0
+    assert pool_patches(hidden, mask, "max").item() == 3.0
+    with pytest.raises(ValueError, match="pooling mode"):
+        pool_patches(hidden, mask, "sum")
+
+
+@pytest.mark.parametrize(
+    "pixels, attention, message",
+    [
+        (torch.rand(2, 3, 16, 800), None, "pixel_values must be a tensor of shape"),
+        (torch.rand(3, 16, 8464), None, "pixel_values must be a tensor of shape"),
+        ([[0.0]], None, "got list"),
+        (torch.rand(2, 3, 16, 8464), torch.ones(2, 500), "attention_mask must have shape"),
+    ],
+)
+def test_model_rejects_bad_inputs(config, pixels, attention, message):
+    with pytest.raises(ValueError, match=message):
+        PixelM4Model(config)(pixels, attention)
+
+
+def test_pretraining_rejects_bad_patch_mask(config):
+    pixels, attention = make_batch((50,))
+    with pytest.raises(ValueError, match="patch_mask must have shape"):
+        PixelM4ForPreTraining(config)(
+            pixels, attention, patch_mask=torch.zeros(1, 10, dtype=torch.bool)
+        )
+
+
+def test_save_load_safetensors_roundtrip(config, tmp_path):
+    model = PixelM4ForPreTraining(config).eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    loaded = PixelM4ForPreTraining.from_pretrained(tmp_path).eval()
+    pixels, attention = make_batch((60,))
+    patch_mask = span_mask(
+        attention, 0.25, config.span_cumulative_weights, torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(
+        loaded(pixels, attention, patch_mask=patch_mask).logits,
+        model(pixels, attention, patch_mask=patch_mask).logits,
+        atol=0,
+        rtol=0,
+    )
+    # The fixed positions are stored and reloaded, not re-derived differently.
+    assert torch.equal(
+        loaded.vit.embeddings.position_embeddings, model.vit.embeddings.position_embeddings
+    )
