@@ -1,0 +1,449 @@
+"""Tests of the text renderer (rendering_pixel_m4.py)."""
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pixel_m4.rendering_pixel_m4 import (
+    PixelM4TextRenderer,
+    default_font_files,
+    font_setup_hash,
+    strip_to_grid,
+)
+
+SAMPLES = {
+    "en": "The quick brown fox jumps over the lazy dog.",
+    "hi": "भारत एक विशाल देश है जहाँ अनेक भाषाएँ बोली जाती हैं।",
+    "uk": "Київ є столицею та найбільшим містом України.",
+    "zh": "北京是中华人民共和国的首都，也是政治和文化中心。",
+    "th": "ประเทศไทยมีประชากรประมาณเจ็ดสิบล้านคน",
+    "ar": "القاهرة هي عاصمة جمهورية مصر العربية وأكبر مدنها.",
+    "he": "ירושלים היא בירת ישראל והעיר הגדולה בה.",
+    "el": "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας.",
+    "ka": "თბილისი საქართველოს დედაქალაქია.",
+    "hy": "Երևանը Հայաստանի մայրաքաղաքն է։",
+}
+CORPUS = [SAMPLES[lang] for lang in ("en", "hi", "uk", "zh", "th", "ar")]
+MODES = ["bigram", "continuous", "word_bigram"]
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return PixelM4TextRenderer()
+
+
+@pytest.fixture(scope="module", params=MODES)
+def any_renderer(request):
+    return PixelM4TextRenderer(render_mode=request.param)
+
+
+def is_black(pixels, patch_index, size=16):
+    return bool((pixels[:, patch_index * size : (patch_index + 1) * size] == 0).all())
+
+
+def is_white(pixels, patch_index, size=16):
+    return bool((pixels[:, patch_index * size : (patch_index + 1) * size] == 255).all())
+
+
+def advance_width(renderer, unit):
+    """Logical width in px of one shaping unit, measured with the renderer's own font setup."""
+    setup = renderer._setup()
+    layout = setup.layout(unit)
+    width, _ = setup.logical_size(layout)
+    setup.free(layout)
+    return width
+
+
+def expected_bigram_patches(renderer, text):
+    """The published rule by hand: every pair takes ceil((w1 + w2) / 16) patches (>= 1)."""
+    total = 0
+    for word in text.split():
+        for i in range(0, len(word), 2):
+            width = sum(advance_width(renderer, char) for char in word[i : i + 2])
+            total += max(1, math.ceil(width / 16))
+    return total + 1  # end patch
+
+
+# ---------------------------------------------------------------------------- patch counts
+@pytest.mark.parametrize(
+    ("text", "expected_spans"),
+    [
+        ("lilt tilt", [(0, 2), (2, 4)]),  # narrow Latin pairs: one patch each
+        ("її ліг", [(0, 1), (1, 3)]),  # Cyrillic: [її] [лі][г]
+        ("你好世界", [(0, 4)]),  # two CJK pairs, 13.3 px per character: two patches each
+        ("你好世 中", [(0, 3), (3, 4)]),  # [你好][世] then a single character: one patch
+    ],
+)
+def test_bigram_spans_hand_computed(renderer, text, expected_spans):
+    out = renderer.render(text)
+    assert out.word_patch_spans == expected_spans
+    assert out.num_patches == expected_spans[-1][1] + 1
+    assert is_black(out.pixels, out.num_patches - 1)
+    assert is_white(out.pixels, out.num_patches)
+
+
+@pytest.mark.parametrize("lang", ["en", "hi", "uk", "zh", "th", "ar"])
+def test_bigram_patch_count_follows_advance_widths(renderer, lang):
+    out = renderer.render(SAMPLES[lang])
+    assert out.num_patches == expected_bigram_patches(renderer, SAMPLES[lang])
+    assert len(out.word_patch_spans) == len(SAMPLES[lang].split())
+
+
+@pytest.mark.parametrize("lang", ["en", "hi", "uk", "zh", "th", "ar"])
+def test_continuous_patch_count(lang):
+    renderer = PixelM4TextRenderer(render_mode="continuous")
+    text = SAMPLES[lang]
+    out = renderer.render(text)
+    width = advance_width(renderer, " ".join(text.split()))
+    assert out.num_patches == math.ceil((2 + width + 2) / 16) + 1
+    spans = out.word_patch_spans
+    assert len(spans) == len(text.split())
+    assert all(0 <= start < end <= out.num_patches - 1 for start, end in spans)
+    if lang != "ar":  # left-to-right: words advance along the strip
+        assert [start for start, _ in spans] == sorted(start for start, _ in spans)
+    else:  # right-to-left: the first word is drawn rightmost
+        assert spans[0][0] > spans[-1][0]
+
+
+def test_word_bigram_overlapping_bigrams():
+    renderer = PixelM4TextRenderer(render_mode="word_bigram")
+    assert (renderer.font_size, renderer.pixels_per_patch) == (10, 24)
+    out = renderer.render("Happy a day")
+    assert out.pixels.shape == (24, 24 * 529)
+    assert out.word_patch_counts == [4, 1, 2]  # [Ha][ap][pp][py] [a] [da][ay]
+    assert out.word_patch_spans == [(0, 4), (4, 5), (5, 7)]
+    assert out.num_patches == 8  # one end patch after the last word
+    assert is_black(out.pixels, 7, size=24)
+    # [ap] of "Happy" is the same picture as the word "ap" alone
+    alone = renderer.render("ap")
+    assert np.array_equal(out.pixels[:, 24:48], alone.pixels[:, :24])
+
+
+def test_group_graphemes_pairs_clusters():
+    text = "नमस्ते"  # code points न म स ् त े ; clusters न म स्ते
+    plain = PixelM4TextRenderer().render(text)
+    grouped = PixelM4TextRenderer(group_graphemes=True).render(text)
+    code_point_pairs, cluster_pairs = 3, 2
+    assert plain.word_patch_spans[0][1] >= code_point_pairs
+    assert cluster_pairs <= grouped.word_patch_spans[0][1] < plain.word_patch_spans[0][1]
+    assert grouped.missing_glyphs == 0
+
+
+# ---------------------------------------------------------------------------- glyph coverage
+@pytest.mark.parametrize("lang", sorted(SAMPLES))
+def test_no_missing_glyphs(any_renderer, lang):
+    out = any_renderer.render(SAMPLES[lang])
+    assert out.missing_glyphs == 0
+
+
+@pytest.mark.parametrize(("text", "missing"), [("ok 😀", 1), ("\ue000\ue001", 2)])
+def test_missing_glyphs_counted_and_warned_once(text, missing):
+    renderer = PixelM4TextRenderer()
+    with pytest.warns(UserWarning, match="missing"):
+        out = renderer.render(text)
+    assert out.missing_glyphs == missing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert renderer.render(text).missing_glyphs == missing  # counted, not warned again
+    assert out.pixels[:, :32].min() < 128  # the tofu box is drawn (visible ink)
+
+
+def test_fonts_isolated_from_system():
+    """NotoSans alone has no Hebrew; the system's DejaVu does. A leak would find it."""
+    only_latin = PixelM4TextRenderer(font_file=default_font_files()[0])
+    assert only_latin.render("hello").missing_glyphs == 0
+    with pytest.warns(UserWarning):
+        assert only_latin.render(SAMPLES["he"]).missing_glyphs > 0
+
+
+def test_default_font_files():
+    files = default_font_files()
+    names = [os.path.basename(path) for path in files]
+    assert names[0] == "NotoSans[wght].ttf"
+    assert names[-1] == "NotoSansCJK-VF.otf.ttc"
+    assert "NotoSansDevanagari[wght].ttf" in names and "NotoSansThai[wght].ttf" in names
+    assert not any("Italic" in name or "Emoji" in name for name in names)
+    assert all(os.path.isabs(path) and os.path.isfile(path) for path in files)
+
+
+# ---------------------------------------------------------------------------- truncation, pairs
+def test_truncation(any_renderer):
+    text = " ".join([SAMPLES["en"], SAMPLES["zh"]] * 60)
+    out = any_renderer.render(text)
+    assert out.num_words == len(text.split())
+    assert out.overflow > 0
+    assert len(out.word_patch_spans) == out.num_words - out.overflow
+    assert out.num_patches <= 529
+    patch = any_renderer.pixels_per_patch
+    assert is_black(out.pixels, out.num_patches - 1, patch)
+    # dropping one word fewer would not fit: the kept words use most of the strip
+    assert out.num_patches > 529 - 8
+
+
+def test_text_pair_separator(any_renderer):
+    patch = any_renderer.pixels_per_patch
+    single = any_renderer.render("first text")
+    out = any_renderer.render("first text", "second")
+    separator = single.num_patches - 1  # where the end patch was
+    assert is_black(out.pixels, separator, patch)
+    assert np.array_equal(out.pixels[:, : separator * patch], single.pixels[:, : separator * patch])
+    assert len(out.word_patch_spans) == 3
+    assert out.word_patch_spans[2][0] > separator
+    assert is_black(out.pixels, out.num_patches - 1, patch)
+    assert out.num_patches > single.num_patches + 1
+
+
+def test_text_pair_truncation_keeps_separator():
+    renderer = PixelM4TextRenderer(max_seq_length=20)
+    out = renderer.render(" ".join(["hello"] * 40), "pair words")
+    assert out.num_patches <= 20 and out.overflow > 0
+    black = [i for i in range(out.num_patches) if is_black(out.pixels, i)]
+    assert black[-2:] == [out.num_patches - 2, out.num_patches - 1]  # separator + end
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t ", "\x00\x07"])
+def test_empty_text_is_one_end_patch(any_renderer, text):
+    out = any_renderer.render(text)
+    assert (out.num_patches, out.num_words, out.overflow) == (1, 0, 0)
+    assert is_black(out.pixels, 0, any_renderer.pixels_per_patch)
+    assert (out.pixels[:, any_renderer.pixels_per_patch :] == 255).all()
+
+
+def test_control_characters_dropped(renderer):
+    assert np.array_equal(renderer.render("ab\x00c\u200bd").pixels, renderer.render("abcd").pixels)
+    assert np.array_equal(renderer.render("ab\ncd").pixels, renderer.render("ab cd").pixels)
+    # ZWJ / ZWNJ are kept (they change shaping): a half form "क्‍ष" is not the conjunct "क्ष"
+    continuous = PixelM4TextRenderer(render_mode="continuous")
+    with_zwj, conjunct = continuous.render("क्\u200dष"), continuous.render("क्ष")
+    assert not np.array_equal(with_zwj.pixels, conjunct.pixels)
+
+
+# ---------------------------------------------------------------------------- __call__
+@pytest.mark.parametrize("return_tensors", [None, "np", "pt"])
+def test_call_batch_outputs(renderer, return_tensors):
+    batch = renderer(["hello world", "你好"], return_tensors=return_tensors, return_word_spans=True)
+    pixel_values = np.asarray(batch["pixel_values"])
+    assert pixel_values.shape == (2, 3, 16, 16 * 529) and pixel_values.dtype == np.float32
+    assert np.array_equal(pixel_values[:, 0], pixel_values[:, 2])
+    assert pixel_values.max() == 1.0 and pixel_values.min() == 0.0
+    mask = np.asarray(batch["attention_mask"])
+    assert mask.dtype == np.int64 and mask.shape == (2, 529)
+    assert mask.sum(1).tolist() == np.asarray(batch["num_patches"]).tolist()
+    expected = renderer.render("hello world")
+    assert np.array_equal(pixel_values[0, 0], expected.pixels.astype(np.float32) / 255)
+    assert mask[0, : expected.num_patches].all() and not mask[0, expected.num_patches :].any()
+    assert batch["word_patch_spans"][0] == expected.word_patch_spans
+    if return_tensors == "pt":
+        assert isinstance(batch["pixel_values"], torch.Tensor)
+    assert np.asarray(batch["overflow"]).tolist() == [0, 0]
+
+
+def test_call_with_pairs(renderer):
+    batch = renderer(["a b", "c"], text_pair=["d", "e f"], return_tensors="pt")
+    assert batch["num_patches"].tolist() == [
+        renderer.render("a b", "d").num_patches,
+        renderer.render("c", "e f").num_patches,
+    ]
+
+
+def test_to_dict_is_public_config(renderer):
+    config = renderer.to_dict()
+    assert not [key for key in config if key.startswith("_")]
+    json.dumps(config)
+    assert config["render_mode"] == "bigram" and config["font_size"] == 8
+    assert config["pixels_per_patch"] == 16 and config["max_seq_length"] == 529
+
+
+def test_strip_to_grid():
+    strip = np.full((16, 16 * 529), 255, dtype=np.uint8)
+    strip[:, 16 * 24 : 16 * 25] = 0  # patch 24 -> row 1, column 1
+    grid = strip_to_grid(strip)
+    assert grid.shape == (16 * 23, 16 * 23)
+    assert (grid[16:32, 16:32] == 0).all() and (grid == 0).sum() == 256
+    batch = torch.from_numpy(np.stack([strip, strip])[:, None].astype(np.float32) / 255)
+    assert torch.equal(strip_to_grid(batch)[0, 0], torch.from_numpy(grid / 255.0).float())
+
+
+# ---------------------------------------------------------------------------- speed paths
+@pytest.mark.parametrize(
+    ("mode", "group_graphemes"), [("bigram", False), ("bigram", True), ("word_bigram", False)]
+)
+def test_cache_never_changes_a_pixel(mode, group_graphemes):
+    cached = PixelM4TextRenderer(render_mode=mode, group_graphemes=group_graphemes)
+    uncached = PixelM4TextRenderer(render_mode=mode, group_graphemes=group_graphemes, cache_size=0)
+    for text in [*CORPUS, " ".join(CORPUS)]:
+        for _ in range(2):  # second round: served from the cache
+            a, b = cached.render(text), uncached.render(text)
+            assert a.pixels.tobytes() == b.pixels.tobytes()
+            assert (a.num_patches, a.word_patch_spans) == (b.num_patches, b.word_patch_spans)
+
+
+def test_threads_render_identically(renderer):
+    expected = [renderer.render(text).pixels for text in CORPUS]
+    results, errors = {}, []
+
+    def work(index):
+        try:
+            fresh = PixelM4TextRenderer(cache_size=index % 2 * 1000)
+            results[index] = [fresh.render(text).pixels for text in CORPUS * 3]
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and len(results) == 4
+    for pixels in results.values():
+        assert all(np.array_equal(a, b) for a, b in zip(pixels, expected * 3, strict=True))
+
+
+def run_python(code):
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+HASH_SCRIPT = f"""
+import hashlib
+from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+digest = hashlib.sha256()
+for mode in ("bigram", "continuous", "word_bigram"):
+    renderer = PixelM4TextRenderer(render_mode=mode)
+    for text in {CORPUS!r}:
+        digest.update(renderer.render(text).pixels.tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_deterministic_across_processes():
+    first, second = run_python(HASH_SCRIPT), run_python(HASH_SCRIPT)
+    assert first == second and len(first.strip()) == 64
+    digest = hashlib.sha256()
+    for mode in MODES:
+        renderer = PixelM4TextRenderer(render_mode=mode)
+        for text in CORPUS:
+            digest.update(renderer.render(text).pixels.tobytes())
+    assert digest.hexdigest() == first.strip()
+
+
+FORK_SCRIPT = f"""
+import multiprocessing, numpy, torch
+from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+texts = {CORPUS!r} * 4
+renderer = PixelM4TextRenderer(cache_size=0)  # state built in the parent before fork
+expected = numpy.stack([renderer.render(text).pixels for text in texts])
+
+class Texts(torch.utils.data.Dataset):
+    def __len__(self):
+        return len(texts)
+    def __getitem__(self, index):
+        return torch.from_numpy(renderer.render(texts[index]).pixels)
+
+loader = torch.utils.data.DataLoader(
+    Texts(), batch_size=3, num_workers=4, multiprocessing_context=multiprocessing.get_context("fork")
+)
+got = torch.cat(list(loader)).numpy()
+assert got.shape == expected.shape
+assert (got == expected).all(), "worker pixels differ from the parent"
+print("ok")
+"""
+
+
+def test_fork_safe_dataloader():
+    assert run_python(FORK_SCRIPT).strip() == "ok"
+
+
+# ---------------------------------------------------------------------------- save / load
+def test_save_and_load_render_identically(tmp_path):
+    fonts = default_font_files()
+    renderer = PixelM4TextRenderer(font_file=[fonts[0], fonts[1]], max_seq_length=64)
+    renderer.save_pretrained(tmp_path)
+    warnings.simplefilter("ignore")  # these two fonts lack most scripts: tofu is expected
+    config = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert config["font_file"] == [os.path.basename(fonts[0]), os.path.basename(fonts[1])]
+    assert config["max_seq_length"] == 64
+    for path in fonts[:2]:
+        assert (tmp_path / os.path.basename(path)).read_bytes() == Path(path).read_bytes()
+    loaded = PixelM4TextRenderer.from_pretrained(str(tmp_path))
+    assert all(path.startswith(str(tmp_path)) for path in loaded.font_file)
+    assert font_setup_hash(loaded.font_file) == font_setup_hash(renderer.font_file)
+    for text in CORPUS:
+        assert np.array_equal(loaded.render(text).pixels, renderer.render(text).pixels)
+
+
+def test_custom_single_font_file(tmp_path):
+    noto_sans = default_font_files()[0]
+    renderer = PixelM4TextRenderer(font_file=noto_sans)
+    assert renderer.font_file == [noto_sans]
+    assert renderer._family == "Noto Sans"
+    out = renderer.render(SAMPLES["uk"])
+    assert out.missing_glyphs == 0
+    assert np.array_equal(out.pixels, PixelM4TextRenderer().render(SAMPLES["uk"]).pixels)
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"render_mode": "pixels"}, ValueError, "bigram.*continuous.*word_bigram"),
+        ({"font_size": 0}, ValueError, "font_size"),
+        ({"dpi": -1}, ValueError, "dpi"),
+        ({"pixels_per_patch": 0}, ValueError, "pixels_per_patch"),
+        ({"max_seq_length": 0}, ValueError, "max_seq_length"),
+        ({"max_seq_length": 2.5}, ValueError, "max_seq_length"),
+        ({"cache_size": -1}, ValueError, "cache_size"),
+        ({"font_file": "/nonexistent/font.ttf"}, FileNotFoundError, "/nonexistent/font.ttf"),
+        ({"font_file": []}, ValueError, "font_file"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        PixelM4TextRenderer(**kwargs)
+
+
+def test_corrupt_font_file(tmp_path):
+    corrupt = tmp_path / "broken.ttf"
+    corrupt.write_bytes(b"not a font" * 100)
+    with pytest.raises(ValueError, match="broken.ttf"):
+        PixelM4TextRenderer(font_file=str(corrupt))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((None,), {}, TypeError, "text"),
+        ((42,), {}, TypeError, "text"),
+        ((b"hello",), {}, TypeError, "decode"),
+        ((b"\xff\xfe",), {}, TypeError, "UTF-8"),
+        (([],), {}, ValueError, "empty"),
+        ((["a", 3],), {}, TypeError, "text"),
+        (("a",), {"text_pair": 5}, TypeError, "text_pair"),
+        ((["a", "b"],), {"text_pair": ["c"]}, ValueError, "text_pair"),
+        (("a",), {"return_tensors": "tf"}, ValueError, "return_tensors"),
+    ],
+)
+def test_bad_call_arguments(renderer, args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        renderer(*args, **kwargs)
+
+
+def test_pair_needs_two_patches():
+    renderer = PixelM4TextRenderer(max_seq_length=1)
+    assert renderer.render("hello").num_patches == 1
+    with pytest.raises(ValueError, match="max_seq_length"):
+        renderer.render("a", "b")
