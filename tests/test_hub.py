@@ -1,0 +1,112 @@
+"""A saved folder is a Hub repo: a fresh process without this package loads it and reproduces outputs."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from pixel_m4.hub_pixel_m4 import create_hub_folder, main
+from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining
+from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+
+TEXTS = ["Pixels, not tokens.", "नमस्ते दुनिया", "Привіт, світе!", "你好，世界"]
+
+# Runs in a subprocess in which `import pixel_m4` fails: only the folder's own code may be used.
+LOAD_IN_FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["pixel_m4"] = None  # the installed package must not be importable
+    import numpy as np, torch
+    from transformers import AutoModel, AutoModelForPreTraining, AutoProcessor
+    folder, out = sys.argv[1], sys.argv[2]
+    renderer = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    pretraining = AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True).eval()
+    inputs = renderer(json.loads(sys.argv[3]), return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**inputs).last_hidden_state
+        logits = pretraining(**inputs, patch_mask=torch.load(sys.argv[4], weights_only=True)).logits
+    np.savez(out, pixels=inputs["pixel_values"].numpy(), hidden=hidden.numpy(), logits=logits.numpy(),
+             renderer=type(renderer).__module__, model=type(model).__module__)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def hub_folder(tmp_path_factory):
+    return create_hub_folder(tmp_path_factory.mktemp("hub") / "pixel-m4-test", preset="test")
+
+
+def test_folder_has_everything_a_hub_repo_needs(hub_folder):
+    names = {p.name for p in hub_folder.iterdir()}
+    expected = {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "README.md",
+        "configuration_pixel_m4.py",
+        "modeling_pixel_m4.py",
+        "rendering_pixel_m4.py",
+        "NotoSans[wght].ttf",
+        "NotoSansDevanagari[wght].ttf",
+        "NotoSansCJK-VF.otf.ttc",
+    }
+    assert expected <= names
+    assert not {n for n in names if n.endswith((".bin", ".pt", ".pkl"))}
+    config = json.loads((hub_folder / "config.json").read_text())
+    assert config["model_type"] == "pixel_m4"
+    assert config["auto_map"]["AutoConfig"] == "configuration_pixel_m4.PixelM4Config"
+    assert config["auto_map"]["AutoModel"] == "modeling_pixel_m4.PixelM4Model"
+    assert (
+        config["auto_map"]["AutoModelForPreTraining"] == "modeling_pixel_m4.PixelM4ForPreTraining"
+    )
+    renderer_config = json.loads((hub_folder / "preprocessor_config.json").read_text())
+    assert (
+        renderer_config["auto_map"]["AutoImageProcessor"]
+        == "rendering_pixel_m4.PixelM4TextRenderer"
+    )
+    # Fonts are referenced by file name only, so the folder is relocatable.
+    assert all("/" not in name for name in renderer_config["font_file"])
+
+
+def test_fresh_process_without_package_reproduces_outputs_bitwise(hub_folder, tmp_path):
+    renderer = PixelM4TextRenderer.from_pretrained(hub_folder)
+    model = PixelM4ForPreTraining.from_pretrained(hub_folder).eval()
+    inputs = renderer(TEXTS, return_tensors="pt")
+    patch_mask = model.sample_patch_mask(inputs["attention_mask"], torch.Generator().manual_seed(0))
+    torch.save(patch_mask, tmp_path / "patch_mask.pt")
+    with torch.no_grad():
+        hidden = model.vit(**inputs).last_hidden_state
+        logits = model(**inputs, patch_mask=patch_mask).logits
+
+    out = tmp_path / "fresh.npz"
+    env_cache = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    subprocess.run(
+        [sys.executable, "-c", LOAD_IN_FRESH_PROCESS, str(hub_folder), str(out), json.dumps(TEXTS),
+         str(tmp_path / "patch_mask.pt")],
+        check=True,
+        timeout=300,
+        env={**__import__("os").environ, **env_cache},
+    )  # fmt: skip
+    fresh = np.load(out)
+    assert str(fresh["renderer"]).startswith("transformers_modules.")
+    assert str(fresh["model"]).startswith("transformers_modules.")
+    assert np.array_equal(fresh["pixels"], inputs["pixel_values"].numpy())
+    assert np.array_equal(fresh["hidden"], hidden.numpy())
+    assert np.array_equal(fresh["logits"], logits.numpy())
+
+
+def test_cli_writes_folder(tmp_path, capsys):
+    main(["--output_dir", str(tmp_path / "cli"), "--preset", "test", "--render_mode", "continuous"])
+    assert "model.safetensors" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "cli" / "preprocessor_config.json").read_text())
+    assert saved["render_mode"] == "continuous"
+
+
+def test_cli_rejects_unknown_preset(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--output_dir", str(tmp_path / "x"), "--preset", "gigantic"])
