@@ -17,10 +17,11 @@ Decisions worth knowing (also in the class docstring):
   renderer there raises one ImportError saying what to install.
 * Nothing is clipped: as in the published renderer, every layout is drawn on one strip, so ink
   that overhangs a pair's patches (negative bearings, marks shaped alone with their dotted
-  circle, wide glyphs) lands in the neighbouring patches. The cache stores each shaping unit's
-  coverage (alpha) with all of its ink and composites it with cairo/pixman's own OVER rounding,
-  so cached strips equal the uncached ones byte for byte (see `_over_into`). Ink left of the
-  strip is lost, ink on the separator / end patch is painted over, the rest stays white.
+  circle, wide glyphs) lands in the neighbouring patches. The caches store coverage (alpha)
+  with all of its ink and composite it with pixman's own OVER arithmetic, or let cairo redraw
+  where that could round differently, so cached strips equal the uncached ones byte for byte
+  (see "The caches" below). Ink left of the strip is lost, ink on the separator / end patch is
+  painted over, everything after the end patch is white.
 * Control characters (Unicode Cc/Cf, except ZWJ/ZWNJ) are dropped before rendering; the
   whitespace ones (newline, tab, ...) act as word separators.
 * Every mode ends with one black end patch, also ``word_bigram`` (so ``num_patches`` is always
@@ -906,15 +907,23 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         coverage = np.zeros((patch, right - left), dtype=np.uint8)
         fragile = np.zeros(coverage.shape, dtype=bool)
         exact = True  # whether compositing the units in numpy reproduces cairo
+        ink_end = 0  # no ink right of this column yet
         for unit in units:
-            x, inked = unit.offset - left, unit.alpha > 0
-            below = coverage[:, x : x + unit.alpha.shape[1]] > 0
-            if unit.one_glyph:
-                fragile[:, x : x + inked.shape[1]] |= below & inked
+            x, width = unit.offset - left, unit.alpha.shape[1]
+            if x >= ink_end:  # nothing below: a copy
+                coverage[:, x : x + width] = unit.alpha
+                if not unit.one_glyph:
+                    fragile[:, x : x + width] |= unit.alpha > 0
             else:
-                exact = exact and not (below & inked).any()
-                fragile[:, x : x + inked.shape[1]] |= inked
-            _over_into(coverage, unit.alpha, x)
+                inked = unit.alpha > 0
+                overlap = (coverage[:, x : x + width] > 0) & inked
+                if unit.one_glyph:
+                    fragile[:, x : x + width] |= overlap
+                else:
+                    exact = exact and not overlap.any()
+                    fragile[:, x : x + width] |= inked
+                _over_into(coverage, unit.alpha, x)
+            ink_end = max(ink_end, x + width)
         if not exact:
             coverage = self._draw_word_over(setup, word, np.zeros_like(coverage), -left)
         word_ink = _WordInk(
