@@ -492,7 +492,7 @@ _word_cache: OrderedDict[tuple, _WordInk] = OrderedDict()
 def cache_info() -> dict[str, int]:
     """Entries and array bytes of this process's pair and word caches.
 
-    Python objects add about 0.5 KB per entry on top of the arrays (see docs/rendering.md).
+    Python objects add about 0.7 KB per entry on top of the arrays (see docs/rendering.md).
     """
     with _lock:
         pair_bytes = sum(_ink_bytes(pair.ink) for pair in _pair_cache.values())
@@ -619,7 +619,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             tested against byte for byte) and turns the word cache off too.
         word_cache_size: entries of the process-wide LRU of rendered words (coverage + patch
             count), so a sentence is assembled from about one copy per word; 0 assembles every
-            word from its cached pairs. About 2 KB per entry at the defaults.
+            word from its cached pairs. About 2.6 KB per word (a pair: 1 KB).
 
     Text pairs: text, one black separator patch, text_pair, the black end patch. Truncation
     drops whole words from the end of the sequence (text_pair's first) until the strip fits.
@@ -822,7 +822,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
                 try:
                     self._place_segments(
-                        segments, strip, lambda word: self._draw_word(setup, word, strip, canvas)
+                        segments,
+                        strip,
+                        lambda word: self._draw_word_on_strip(setup, word, strip, canvas),
                     )
                     alpha = canvas.alpha()
                 finally:
@@ -849,7 +851,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 strip.counts.append(strip.cursor - start)
                 words_left -= 1
 
-    def _draw_word(self, setup, word: str, strip: _Strip, canvas: _Canvas) -> bool:
+    def _draw_word_on_strip(self, setup, word: str, strip: _Strip, canvas: _Canvas) -> bool:
         """The reference path: every unit shaped with its own layout and drawn on the strip."""
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
         measured = [self._measure_pair(setup, pair) for pair in pairs]
@@ -867,7 +869,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 self._free_layouts(setup, layouts)
 
     def _place_word(self, setup, word: str, strip: _Strip, alpha: np.ndarray) -> bool:
-        """The cached path: composites the word's coverage at the cursor (exact, see `_Ink`)."""
+        """The cached path: composites the word's coverage at the cursor (see "The caches")."""
         word_ink = self._word_ink(setup, word)
         if strip.cursor + word_ink.num_patches > strip.budget:
             return False
