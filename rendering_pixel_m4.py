@@ -373,6 +373,8 @@ def _font_families(path: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 def _clean_words(text: str) -> list[str]:
     """Whitespace-split words after dropping control/format characters (not ZWJ/ZWNJ)."""
+    if text.isprintable():  # fast path: no Cc/Cf characters (isprintable is False for them)
+        return text.split()
     kept = []
     for char in text:
         if unicodedata.category(char) in ("Cc", "Cf") and char not in _KEPT_FORMAT_CHARS:
@@ -408,7 +410,9 @@ def _word_pairs(word: str, mode: str, group_graphemes: bool) -> list[tuple[str, 
 @dataclass
 class _PairPatch:
     pixels: np.ndarray  # uint8 [P, P * num_patches]
+    num_patches: int
     missing: int
+    text: str
 
 
 _pair_cache: OrderedDict[tuple, _PairPatch] = OrderedDict()
@@ -439,6 +443,10 @@ class _Strip:
     overflow: int = 0
     missing: int = 0
     missing_sample: str = ""
+
+    def add_missing(self, count: int, text: str):
+        self.missing += count
+        self.missing_sample = self.missing_sample or text
 
 
 class PixelM4TextRenderer(ImageProcessingMixin):
@@ -670,38 +678,47 @@ class PixelM4TextRenderer(ImageProcessingMixin):
     def _place_word(self, setup, word: str, strip: _Strip, pixels, canvas) -> bool:
         """Places a word's pairs at the cursor; False (nothing placed) if it does not fit."""
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
-        patch = self.pixels_per_patch
-        if canvas is None:
-            rendered = [self._cached_pair(setup, pair) for pair in pairs]
-            widths = [item.pixels.shape[1] // patch for item in rendered]
-        else:
-            measured = [self._measure_pair(setup, pair) for pair in pairs]
-            widths = [item[1] for item in measured]
-        needed = sum(widths)
-        if strip.cursor + needed > strip.budget:
-            if canvas is not None:
-                for layouts, _, _ in measured:
-                    self._free_layouts(setup, layouts)
-            return False
         start = strip.cursor
-        for index, width in enumerate(widths):
-            x = strip.cursor * patch
-            if canvas is None:
-                item = rendered[index]
-                pixels[:, x : x + width * patch] = item.pixels
-                missing, pair = item.missing, pairs[index]
-            else:
-                layouts, _, missing = measured[index]
-                canvas.draw(setup, self._placements(layouts, x), (x, x + width * patch))
-                self._free_layouts(setup, layouts)
-                pair = pairs[index]
-            if missing and not strip.missing_sample:
-                strip.missing_sample = "".join(pair)
-            strip.missing += missing
-            strip.cursor += width
-        strip.spans.append((start, strip.cursor))
-        strip.counts.append(strip.cursor - start)
+        if canvas is None:
+            placed = self._place_cached_pairs(setup, pairs, strip, pixels)
+        else:
+            placed = self._draw_pairs(setup, pairs, strip, canvas)
+        if placed:
+            strip.spans.append((start, strip.cursor))
+            strip.counts.append(strip.cursor - start)
+        return placed
+
+    def _place_cached_pairs(self, setup, pairs, strip: _Strip, pixels) -> bool:
+        items = [self._cached_pair(setup, pair) for pair in pairs]
+        if strip.cursor + sum(item.num_patches for item in items) > strip.budget:
+            return False
+        x = strip.cursor * self.pixels_per_patch
+        for item in items:
+            width = item.pixels.shape[1]
+            pixels[:, x : x + width] = item.pixels
+            x += width
+            strip.cursor += item.num_patches
+            if item.missing:
+                strip.add_missing(item.missing, item.text)
         return True
+
+    def _draw_pairs(self, setup, pairs, strip: _Strip, canvas: _Canvas) -> bool:
+        """The uncached path: every character shaped with its own layout, drawn in the strip."""
+        patch = self.pixels_per_patch
+        measured = [self._measure_pair(setup, pair) for pair in pairs]
+        try:
+            if strip.cursor + sum(num_patches for _, num_patches, _ in measured) > strip.budget:
+                return False
+            for pair, (layouts, num_patches, missing) in zip(pairs, measured, strict=True):
+                x = strip.cursor * patch
+                canvas.draw(setup, self._placements(layouts, x), (x, x + num_patches * patch))
+                strip.cursor += num_patches
+                if missing:
+                    strip.add_missing(missing, "".join(pair))
+            return True
+        finally:
+            for layouts, _, _ in measured:
+                self._free_layouts(setup, layouts)
 
     def _measure_pair(self, setup: _FontSetup, pair: tuple[str, ...]):
         """Layouts of a pair's units with their logical sizes; the pair's width in patches."""
@@ -740,7 +757,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         canvas = _Canvas(setup.native, width, self.pixels_per_patch)
         try:
             canvas.draw(setup, self._placements(layouts, 0), (0, width))
-            cached = _PairPatch(canvas.pixels(), missing)
+            cached = _PairPatch(canvas.pixels(), num_patches, missing, "".join(pair))
         finally:
             canvas.close()
             self._free_layouts(setup, layouts)
@@ -815,9 +832,8 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 setup, [(layout, left + _CONTINUOUS_MARGIN, y)], (left, left + num_patches * patch)
             )
             missing = setup.unknown_glyphs(layout)
-            if missing and not strip.missing_sample:
-                strip.missing_sample = text[:20]
-            strip.missing += missing
+            if missing:
+                strip.add_missing(missing, text[:20])
             for start, end in _word_byte_ranges(words):
                 x0, x1 = self._word_extent(setup, layout, text, start, end)
                 first = strip.cursor + min(

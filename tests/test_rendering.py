@@ -384,6 +384,13 @@ def test_save_and_load_render_identically(tmp_path):
     assert font_setup_hash(loaded.font_file) == font_setup_hash(renderer.font_file)
     for text in CORPUS:
         assert np.array_equal(loaded.render(text).pixels, renderer.render(text).pixels)
+    # the Hub path: auto_map + the module copied next to the config
+    from transformers import AutoImageProcessor
+
+    assert config["auto_map"]["AutoImageProcessor"].endswith("PixelM4TextRenderer")
+    auto = AutoImageProcessor.from_pretrained(str(tmp_path), trust_remote_code=True)
+    assert type(auto).__name__ == "PixelM4TextRenderer"
+    assert np.array_equal(auto.render(CORPUS[0]).pixels, renderer.render(CORPUS[0]).pixels)
 
 
 def test_custom_single_font_file(tmp_path):
