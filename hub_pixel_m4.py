@@ -9,6 +9,7 @@ A folder written here loads on any machine with only transformers installed:
 
 import argparse
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -50,6 +51,33 @@ def save_hub_folder(
     if not (output_dir / "README.md").exists():
         write_model_card(output_dir, model, renderer, **card_metadata)
     return output_dir
+
+
+def push_hub_folder(
+    model: PixelM4PreTrainedModel,
+    renderer: PixelM4TextRenderer,
+    repo_id: str,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload PIXEL-M4 model",
+    **card_metadata,
+):
+    """Upload model + renderer + fonts + module files + model card to the Hub in one commit.
+
+    `model.push_to_hub` / `renderer.push_to_hub` also work, but each uploads only its own part
+    (the model's push writes transformers' generic card as README.md); this sends the complete
+    `save_hub_folder` folder, with the card's snippets loading `repo_id`.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as tmp:
+        card_metadata.setdefault("model_id", repo_id)
+        folder = save_hub_folder(
+            model, renderer, Path(tmp) / repo_id.split("/")[-1], **card_metadata
+        )
+        return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
 
 
 def remote_code_auto_map() -> dict[str, str]:
