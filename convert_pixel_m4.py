@@ -201,9 +201,6 @@ def convert_pixel_checkpoint(
             )
     model.load_state_dict(state_dict, strict=True)
     renderer = convert_renderer(folder, render_mode)
-    card_metadata.setdefault(
-        "base_model", str(checkpoint) if not Path(checkpoint).exists() else None
-    )
     return save_hub_folder(model, renderer, output_dir, **card_metadata)
 
 
