@@ -151,6 +151,7 @@ def plot_retrieval(results, k: int, path: str | Path) -> Path:
     for (source, target), by_k in results.items():
         axis.plot(range(len(by_k[k])), by_k[k], marker="o", label=f"{source}-{target}")
     axis.set(xlabel="layer", ylabel=f"recall@{k}", ylim=(0, 1.02), title="cross-lingual retrieval")
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axis.legend(fontsize="small")
     return _save(figure, path)
 
@@ -199,6 +200,7 @@ def plot_probing(
     for name, values in accuracies.items():
         axis.plot(range(len(values)), values, marker="o", label=name)
     axis.set(xlabel="layer", ylabel="probe accuracy", ylim=(0, 1.02), title=title)
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axis.legend(fontsize="small")
     return _save(figure, path)
 

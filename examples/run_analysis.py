@@ -83,7 +83,7 @@ class AnalysisArguments:
     )
     batch_size: int = field(default=32, metadata={"help": "texts per forward pass"})
     output_dir: str = field(
-        default="analysis_output", metadata={"help": "where PNGs and results.json go"}
+        default="outputs/analysis", metadata={"help": "where PNGs and results.json go"}
     )
     seed: int = field(
         default=0, metadata={"help": "seed of the random model, probe split and t-SNE"}

@@ -101,3 +101,12 @@ def test_pipeline_needs_trust_remote_code_and_checks_arguments(folder):
         extractor("text", layers=7)
     with pytest.raises(ValueError, match="unknown arguments"):
         extractor("text", pooling="cls")
+
+
+def test_pipeline_built_locally_matches_embed(model, renderer):
+    extractor = PixelM4FeatureExtractionPipeline(model=model, image_processor=renderer)
+    vectors = extractor(TEXTS[:2], layers=[1, 2], return_tensors=True)
+    expected = model.embed(TEXTS[:2], renderer, layers=[1, 2], show_progress=False)
+    torch.testing.assert_close(torch.stack(vectors), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(TypeError, match="str inputs"):
+        extractor([["nested"]])
