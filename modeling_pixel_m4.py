@@ -417,15 +417,7 @@ class PixelM4Model(PixelM4PreTrainedModel):
             texts = [texts] if isinstance(texts, str) else list(texts)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        num_states = self.config.num_hidden_layers + 1
-        indices = [layers] if isinstance(layers, int) else list(layers)
-        if not indices or any(
-            not isinstance(i, int) or not -num_states <= i < num_states for i in indices
-        ):
-            raise ValueError(
-                f"layers must be an int or a non-empty list of ints in [-{num_states}, "
-                f"{num_states - 1}] (0 = embeddings, {num_states - 1} = last layer), got {layers!r}"
-            )
+        indices = check_layers(self.config, layers)
         if pixel_values is not None:
             check_inputs(self.config, pixel_values, attention_mask)
         total = len(texts) if texts is not None else pixel_values.shape[0]
@@ -446,15 +438,33 @@ class PixelM4Model(PixelM4PreTrainedModel):
                 None if batch_mask is None else batch_mask.to(self.device),
                 output_hidden_states=True,
             )
-            states = [output.hidden_states[i] for i in indices]
-            vectors = torch.stack(
-                [pool_patches(state, output.attention_mask, "mean") for state in states], 1
-            ).float()  # [B, len(indices), D]
+            vectors = mean_pooled_layers(output, indices)
             if normalize:
                 vectors = nn.functional.normalize(vectors, dim=-1)
             pooled.append(vectors.cpu())
         result = torch.cat(pooled)
         return result[:, 0] if isinstance(layers, int) else result
+
+
+def check_layers(config: PixelM4Config, layers) -> list[int]:
+    """`layers` (an int or a list of ints indexing `hidden_states`) as a checked list."""
+    num_states = config.num_hidden_layers + 1
+    indices = [layers] if isinstance(layers, int) else list(layers)
+    if not indices or any(
+        isinstance(i, bool) or not isinstance(i, int) or not -num_states <= i < num_states
+        for i in indices
+    ):
+        raise ValueError(
+            f"layers must be an int or a non-empty list of ints in [-{num_states}, "
+            f"{num_states - 1}] (0 = embeddings, {num_states - 1} = last layer), got {layers!r}"
+        )
+    return indices
+
+
+def mean_pooled_layers(output: PixelM4ModelOutput, layers: list[int]) -> torch.Tensor:
+    """[B, len(layers), D] float32: each chosen hidden state averaged over the attended patches."""
+    states = [output.hidden_states[i] for i in layers]
+    return torch.stack([pool_patches(h, output.attention_mask, "mean") for h in states], 1).float()
 
 
 class PixelM4ForPreTraining(PixelM4PreTrainedModel):
@@ -579,6 +589,7 @@ __all__ = [
     "patchify",
     "unpatchify",
     "pool_patches",
+    "mean_pooled_layers",
     "sincos_position_embedding",
     "span_mask",
     "random_mask",

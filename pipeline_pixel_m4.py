@@ -20,7 +20,7 @@ every model in the process. Locally, build it directly:
 import torch
 from transformers import Pipeline
 
-from .modeling_pixel_m4 import pool_patches
+from .modeling_pixel_m4 import check_layers, mean_pooled_layers
 
 PIPELINE_TASK = "feature-extraction"
 
@@ -43,16 +43,7 @@ class PixelM4FeatureExtractionPipeline(Pipeline):
             raise ValueError(f"unknown arguments for the PIXEL-M4 pipeline: {sorted(kwargs)}")
         forward, post = {}, {}
         if layers is not None:
-            num_states = self.model.config.num_hidden_layers + 1
-            indices = [layers] if isinstance(layers, int) else list(layers)
-            if not indices or any(
-                not isinstance(i, int) or not -num_states <= i < num_states for i in indices
-            ):
-                raise ValueError(
-                    f"layers must be an int or a non-empty list of ints in [-{num_states}, "
-                    f"{num_states - 1}], got {layers!r}"
-                )
-            forward["layers"] = layers
+            forward["layers"] = check_layers(self.model.config, layers)
             post["single_layer"] = isinstance(layers, int)
         if normalize is not None:
             post["normalize"] = bool(normalize)
@@ -69,14 +60,10 @@ class PixelM4FeatureExtractionPipeline(Pipeline):
             "attention_mask": rendered["attention_mask"],
         }
 
-    def _forward(self, model_inputs, layers=-1):
+    def _forward(self, model_inputs, layers=(-1,)):
         encoder = getattr(self.model, "vit", self.model)  # PixelM4Model, or a model holding one
         output = encoder(**model_inputs, output_hidden_states=True)
-        indices = [layers] if isinstance(layers, int) else list(layers)
-        pooled = [
-            pool_patches(output.hidden_states[i], output.attention_mask, "mean") for i in indices
-        ]
-        return {"embeddings": torch.stack(pooled, 1).float()}  # [B, len(layers), D]
+        return {"embeddings": mean_pooled_layers(output, layers)}  # [B, len(layers), D]
 
     def postprocess(self, model_outputs, normalize=True, return_tensors=False, single_layer=True):
         vectors = model_outputs["embeddings"][0]  # [len(layers), D]
