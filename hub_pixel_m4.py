@@ -166,6 +166,12 @@ def write_model_card(
         "model_id": model_id or output_dir.name,
         "model_summary": summary,
         "max_patches": str(max_patches),
+        "renderer_settings": (
+            "see preprocessor_config.json"
+            if renderer is None
+            else f"{renderer.render_mode} mode, {renderer.font_size} pt at {renderer.dpi} DPI, "
+            f"{renderer.pixels_per_patch} px patches"
+        ),
         "example_outputs": examples or "(written when the card is made from a model and renderer)",
     }.items():
         text = text.replace("{{" + name + "}}", value)

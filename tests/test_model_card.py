@@ -32,7 +32,13 @@ def test_card_metadata(folder, tmp_path):
     assert {"pixel", "vit-mae"} <= set(data["tags"]) and data["license"] == "apache-2.0"
     # Static widget outputs: one per example, similarity of the first example to itself is 1.
     assert len(data["widget"]) == 4 and data["widget"][0]["output"]["text"].endswith("1.000")
-    assert "{{" not in card.text and "Rust, Phillip" in card.text and "Kesen, Ilker" in card.text
+    assert (
+        "{{" not in card.text
+        and "Rust, Phillip" in card.text
+        and "Kesen, Ilker" in card.text
+        and "Setiawan" in card.text
+    )
+    assert "bigram mode, 8 pt at 120 DPI, 16 px patches" in card.text
     # Fine-tuned models name their base model and data.
     write_model_card(
         tmp_path, base_model="Team-PIXEL/pixel-m4", datasets=["Davlan/sib200"], license="mit"
