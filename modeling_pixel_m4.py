@@ -386,6 +386,86 @@ class PixelM4Model(PixelM4PreTrainedModel):
             attention_mask=attention_mask,
         )
 
+    # ----------------------------------------------------------------------------- embeddings
+    @torch.no_grad()
+    def embed(
+        self,
+        texts: list[str] | None = None,
+        renderer=None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        layers: int | list[int] = -1,
+        normalize: bool = True,
+        batch_size: int = 32,
+        show_progress: bool = True,
+    ) -> torch.Tensor:
+        """Sentence embeddings: hidden states mean-pooled over the attended patches (CLS excluded).
+
+        Give `texts` + `renderer` (a `PixelM4TextRenderer`; rendered batch by batch) or rendered
+        `pixel_values` [N, C, P, P*L] (+ `attention_mask` [N, L]). `layers` index `hidden_states`:
+        0 = patch embeddings, i = output of block i (before the final LayerNorm), -1 = last block.
+        Returns float32 [N, D] for one layer, [N, len(layers), D] for a list; L2-normalised per
+        vector if `normalize`.
+        """
+        from tqdm.auto import tqdm
+
+        if (texts is None) == (pixel_values is None):
+            raise ValueError("embed() needs either texts (with renderer) or pixel_values, not both")
+        if texts is not None:
+            if renderer is None:
+                raise ValueError("embed(texts=...) needs renderer= (a PixelM4TextRenderer)")
+            texts = [texts] if isinstance(texts, str) else list(texts)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        indices = check_layers(self.config, layers)
+        if pixel_values is not None:
+            check_inputs(self.config, pixel_values, attention_mask)
+        total = len(texts) if texts is not None else pixel_values.shape[0]
+        pooled = []
+        for start in tqdm(
+            range(0, total, batch_size), desc="embedding", unit="batch", disable=not show_progress
+        ):
+            if texts is not None:
+                inputs = renderer(texts[start : start + batch_size], return_tensors="pt")
+                batch_pixels, batch_mask = inputs["pixel_values"], inputs["attention_mask"]
+            else:
+                batch_pixels = pixel_values[start : start + batch_size]
+                batch_mask = (
+                    None if attention_mask is None else attention_mask[start : start + batch_size]
+                )
+            output = self(
+                batch_pixels.to(self.device),
+                None if batch_mask is None else batch_mask.to(self.device),
+                output_hidden_states=True,
+            )
+            vectors = mean_pooled_layers(output, indices)
+            if normalize:
+                vectors = nn.functional.normalize(vectors, dim=-1)
+            pooled.append(vectors.cpu())
+        result = torch.cat(pooled)
+        return result[:, 0] if isinstance(layers, int) else result
+
+
+def check_layers(config: PixelM4Config, layers) -> list[int]:
+    """`layers` (an int or a list of ints indexing `hidden_states`) as a checked list."""
+    num_states = config.num_hidden_layers + 1
+    indices = [layers] if isinstance(layers, int) else list(layers)
+    if not indices or any(
+        isinstance(i, bool) or not isinstance(i, int) or not -num_states <= i < num_states
+        for i in indices
+    ):
+        raise ValueError(
+            f"layers must be an int or a non-empty list of ints in [-{num_states}, "
+            f"{num_states - 1}] (0 = embeddings, {num_states - 1} = last layer), got {layers!r}"
+        )
+    return indices
+
+
+def mean_pooled_layers(output: PixelM4ModelOutput, layers: list[int]) -> torch.Tensor:
+    """[B, len(layers), D] float32: each chosen hidden state averaged over the attended patches."""
+    states = [output.hidden_states[i] for i in layers]
+    return torch.stack([pool_patches(h, output.attention_mask, "mean") for h in states], 1).float()
+
 
 class PixelM4ForPreTraining(PixelM4PreTrainedModel):
     """Encoder + MAE decoder with span masking of text patches (the PIXEL-M4 objective)."""
@@ -509,6 +589,7 @@ __all__ = [
     "patchify",
     "unpatchify",
     "pool_patches",
+    "mean_pooled_layers",
     "sincos_position_embedding",
     "span_mask",
     "random_mask",
