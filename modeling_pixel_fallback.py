@@ -349,7 +349,8 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
     ):
         """Loads the base LLM (from `config.base_model_name_or_path` unless `language_model`
         is given; further kwargs such as `dtype` or `device_map` go to its from_pretrained),
-        the peft adapter if one was saved, and the fallback weights."""
+        the peft adapter if one was saved, and the fallback weights. `is_trainable=False`
+        returns a frozen model in eval mode; True keeps fallback and adapter trainable."""
         if model_args:
             raise TypeError(f"unexpected positional arguments {model_args}")
         hub_kwargs = {
@@ -395,6 +396,8 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
         dtype = next(language_model.parameters()).dtype
         device = language_model.get_input_embeddings().weight.device
         model.fallback.to(device=device, dtype=dtype)
+        if not is_trainable:  # as peft does: a loaded adapter is frozen unless asked otherwise
+            model.requires_grad_(False)
         return model.train(is_trainable)
 
 
