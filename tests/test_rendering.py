@@ -310,12 +310,28 @@ def test_threads_render_identically(renderer):
         assert all(np.array_equal(a, b) for a, b in zip(pixels, expected * 3, strict=True))
 
 
-def run_python(code):
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+def run_python(*codes):
+    """Runs each code in its own fresh interpreter, concurrently; returns their stdouts."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+        for code in codes
+    ]
+    outputs = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=120)  # a hang fails, never blocks CI
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert process.returncode == 0, stderr[-3000:]
+        outputs.append(stdout)
+    return outputs
 
 
 HASH_SCRIPT = f"""
@@ -331,7 +347,7 @@ print(digest.hexdigest())
 
 
 def test_deterministic_across_processes():
-    first, second = run_python(HASH_SCRIPT), run_python(HASH_SCRIPT)
+    first, second = run_python(HASH_SCRIPT, HASH_SCRIPT)
     assert first == second and len(first.strip()) == 64
     digest = hashlib.sha256()
     for mode in MODES:
@@ -365,7 +381,7 @@ print("ok")
 
 
 def test_fork_safe_dataloader():
-    assert run_python(FORK_SCRIPT).strip() == "ok"
+    assert run_python(FORK_SCRIPT)[0].strip() == "ok"
 
 
 # ---------------------------------------------------------------------------- save / load
@@ -384,6 +400,13 @@ def test_save_and_load_render_identically(tmp_path):
     assert font_setup_hash(loaded.font_file) == font_setup_hash(renderer.font_file)
     for text in CORPUS:
         assert np.array_equal(loaded.render(text).pixels, renderer.render(text).pixels)
+    # the Hub path: auto_map + the module copied next to the config
+    from transformers import AutoImageProcessor
+
+    assert config["auto_map"]["AutoImageProcessor"].endswith("PixelM4TextRenderer")
+    auto = AutoImageProcessor.from_pretrained(str(tmp_path), trust_remote_code=True)
+    assert type(auto).__name__ == "PixelM4TextRenderer"
+    assert np.array_equal(auto.render(CORPUS[0]).pixels, renderer.render(CORPUS[0]).pixels)
 
 
 def test_custom_single_font_file(tmp_path):
