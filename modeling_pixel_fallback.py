@@ -401,6 +401,35 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
         return model.train(is_trainable)
 
 
+def generate_text(
+    model: PixelFallbackForCausalLM,
+    processor,
+    texts: list[str],
+    templates: list[str] | str | None = None,
+    batch_size: int = 8,
+    **generate_kwargs,
+) -> list[str]:
+    """Generated continuations (e.g. translations) of `texts` in their prompt templates,
+    decoded without special tokens; batches are left-padded for generation."""
+    from tqdm.auto import tqdm
+
+    if templates is None or isinstance(templates, str):
+        templates = [templates] * len(texts)
+    device = model.get_input_embeddings().weight.device
+    outputs = []
+    for start in tqdm(range(0, len(texts), batch_size), desc="generating", leave=False):
+        batch = processor(
+            texts[start : start + batch_size],
+            template=templates[start : start + batch_size],
+            padding_side="left",
+        ).to(device)
+        generated = model.generate(**batch, **generate_kwargs)
+        outputs += [
+            text.strip() for text in processor.batch_decode(generated, skip_special_tokens=True)
+        ]
+    return outputs
+
+
 def input_embedding_size(language_model) -> int:
     """Width of the LLM's token embeddings; clear errors for models that have none."""
     get_embeddings = getattr(language_model, "get_input_embeddings", None)
@@ -431,4 +460,5 @@ __all__ = [
     "PixelFallbackForCausalLM",
     "positions_within_words",
     "mean_per_word",
+    "generate_text",
 ]

@@ -171,7 +171,7 @@ class PixelFallbackProcessor:
     def __call__(
         self,
         text: str | list[str],
-        template: str | None = None,
+        template: str | list[str] | None = None,
         target: str | list[str] | None = None,
         padding_side: str = "right",
         return_tensors: str = "pt",
@@ -183,7 +183,7 @@ class PixelFallbackProcessor:
             template: prompt around each text with one "{text}" field, always tokenized,
                 e.g. "Translate from Hindi to English:\\n{text}\\nEnglish:" or the output of
                 `tokenizer.apply_chat_template(..., tokenize=False)` on a message holding
-                "{text}". None: the text alone.
+                "{text}"; one for all texts or one per text. None: the text alone.
             target: text(s) the model should produce after the prompt (tokenized, EOS added);
                 gives `labels` with -100 on every prompt position. The target is appended as is,
                 so start it with a space if the tokenizer expects one.
@@ -206,6 +206,13 @@ class PixelFallbackProcessor:
         ]
         if empty:
             raise ValueError(f"text must not be empty or whitespace (examples {empty[:5]})")
+        templates = (
+            [template] * len(texts)
+            if template is None or isinstance(template, str)
+            else list(template)
+        )
+        if len(templates) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(templates)} templates")
         targets = None
         if target is not None:
             targets = [target] if isinstance(target, str) else list(target)
@@ -214,7 +221,9 @@ class PixelFallbackProcessor:
 
         sequences, flags, labels, words = [], [], [], []
         for index, one in enumerate(texts):
-            ids, is_pixel, example_words = self._encode_pieces(self.split_pieces(one, template))
+            ids, is_pixel, example_words = self._encode_pieces(
+                self.split_pieces(one, templates[index])
+            )
             example_labels = [-100] * len(ids)
             if targets is not None:
                 target_ids = self.tokenizer(targets[index], add_special_tokens=False)["input_ids"]

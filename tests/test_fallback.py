@@ -160,7 +160,11 @@ def test_encoder_rejects_bad_shapes(processor):
 
 def test_presets_have_paper_sizes():
     default, small = PixelFallbackConfig(), PixelFallbackConfig.from_preset("small")
-    assert (default.num_hidden_layers, default.hidden_size, default.num_attention_heads) == (4, 1536, 16)
+    assert (default.num_hidden_layers, default.hidden_size, default.num_attention_heads) == (
+        4,
+        1536,
+        16,
+    )
     assert default.intermediate_size == 4 * default.hidden_size
     assert (small.num_hidden_layers, small.hidden_size, small.num_attention_heads) == (4, 768, 12)
     with pytest.raises(ValueError, match="unknown preset"):
@@ -191,9 +195,10 @@ def test_interleaving_order_and_masks(processor, tokenizer):
         batch["input_ids"].shape[1] - length
     )
     left = processor(MIXED[:2], template=TEMPLATE, padding_side="left")
-    assert left["attention_mask"][0].tolist() == [0] * (left["input_ids"].shape[1] - length) + [
-        1
-    ] * length
+    assert (
+        left["attention_mask"][0].tolist()
+        == [0] * (left["input_ids"].shape[1] - length) + [1] * length
+    )
     assert left["input_ids"][0, -length:].tolist() == expected
 
 
@@ -301,7 +306,10 @@ def test_generate_shape_and_left_padding(llm_path, processor):
     assert out.shape == (3, 5)
     # a left-padded batch decodes like each example alone
     alone = model.generate(
-        **processor(MIXED[1], template=TEMPLATE), max_new_tokens=5, min_new_tokens=5, do_sample=False
+        **processor(MIXED[1], template=TEMPLATE),
+        max_new_tokens=5,
+        min_new_tokens=5,
+        do_sample=False,
     )
     assert torch.equal(out[1], alone[0])
 
