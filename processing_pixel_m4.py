@@ -50,7 +50,7 @@ class PixelFallbackProcessor:
 
     Only the words of `text` are routed; the `template` around it (prompt, chat template) is
     always tokenized. Text between pixel words is tokenized as it stands in the full string
-    (the whitespace right before a pixel word is dropped: the pixel word stands for it), so a
+    (the spaces right before a pixel word are dropped: the pixel word stands for them), so a
     text without pixel words gives exactly `tokenizer(template.format(text=text))`.
     Pixel words are packed into rows of at most `renderer.max_seq_length - 1` patches; a word
     longer than that is split into pieces that fit (a warning says so), each piece one
@@ -109,7 +109,9 @@ class PixelFallbackProcessor:
         for match in re.finditer(r"\S+", text):
             if not is_pixel_word(match.group(), self.pixel_word_rule):
                 continue
-            before = full[cursor : start + match.start()].rstrip()
+            # spaces before a word belong to its first token in BPE vocabularies ("Ġword"):
+            # the pixel word stands for them; newlines and tabs stay tokens
+            before = full[cursor : start + match.start()].rstrip(" ")
             if before:
                 pieces.append(("text", before))
             for word in _clean_words(match.group()):

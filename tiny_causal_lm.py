@@ -1,11 +1,12 @@
 """A tiny English-centric causal LM built locally, for tests and the embedded fallback demo.
 
 No small causal LM with weights can be installed offline, so the demo makes one: a byte-level
-BPE tokenizer trained with `tokenizers` on the project's English sample text only (so it
+BPE tokenizer trained with `tokenizers` on the project's English sample corpus only (so it
 fragments Devanagari, Cyrillic, Thai and Han characters into bytes, as English-centric LLM
 tokenizers do), and a randomly initialised Llama-style model of a few hundred thousand
-parameters. The folder loads with `AutoTokenizer` / `AutoModelForCausalLM` like any Hub model.
-It demonstrates the plumbing; quality needs a real LLM (see docs/fallback.md).
+parameters, optionally trained briefly on the same English text. The folder loads with
+`AutoTokenizer` / `AutoModelForCausalLM` like any Hub model. It demonstrates the plumbing;
+quality needs a real LLM (see docs/fallback.md).
 """
 
 import hashlib
@@ -30,21 +31,15 @@ TINY_LLAMA = dict(
 
 
 def english_sample_texts(data_dir: Path = DATA_DIR) -> list[str]:
-    """English lines shipped with the project: pretraining sample + English side of parallel data."""
-    texts = []
+    """The project's English sample corpus (examples/data/pretrain/en.txt, CC0).
+
+    Not the English side of the parallel sample: its held-out references must stay unseen."""
     corpus = data_dir / "pretrain" / "en.txt"
-    if corpus.exists():
-        texts += [line.strip() for line in corpus.read_text(encoding="utf-8").splitlines()]
-    for path in sorted((data_dir / "parallel").glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                pair = json.loads(line)
-                if pair.get("tgt_lang") == "en":
-                    texts.append(pair["tgt"])
-    texts = [text for text in texts if text]
-    if not texts:
-        raise FileNotFoundError(f"no English sample text found under {data_dir}")
-    return texts
+    if not corpus.exists():
+        raise FileNotFoundError(f"the English sample corpus {corpus} is missing")
+    return [
+        line.strip() for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def train_english_tokenizer(texts: list[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:
@@ -70,14 +65,41 @@ def train_english_tokenizer(texts: list[str], vocab_size: int = 2000) -> PreTrai
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
 
 
-def tiny_causal_lm_path(cache_dir: str | Path | None = None, seed: int = 0) -> str:
-    """Folder of the tiny LLM (tokenizer + random-init Llama), built once and cached.
+def pretrain_on_english(model, tokenizer, texts: list[str], steps: int, batch_size: int = 16):
+    """Next-token training on English only, so the tiny LLM is English-centric like the
+    paper's LLMs (knows English, has never seen the other scripts)."""
+    from tqdm.auto import tqdm
 
-    The cache key covers the training text, the sizes and the seed, so changed sample data
-    gives a new folder. Written to a temporary folder and renamed, so concurrent builds are safe.
+    encoded = [tokenizer(text)["input_ids"] + [tokenizer.eos_token_id] for text in texts]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in tqdm(range(steps), desc="pretraining the tiny LLM on English", leave=False):
+        rows = [encoded[i] for i in torch.randint(len(encoded), (batch_size,)).tolist()]
+        length = max(len(row) for row in rows)
+        input_ids = torch.tensor(
+            [row + [tokenizer.pad_token_id] * (length - len(row)) for row in rows]
+        )
+        attention_mask = torch.tensor([[1] * len(row) + [0] * (length - len(row)) for row in rows])
+        labels = input_ids.masked_fill(attention_mask == 0, -100)
+        model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+
+
+def tiny_causal_lm_path(
+    cache_dir: str | Path | None = None, seed: int = 0, pretrain_steps: int = 0
+) -> str:
+    """Folder of the tiny LLM (tokenizer + Llama), built once and cached.
+
+    `pretrain_steps` > 0 trains the random-init model that many steps on the English sample
+    (the training demo uses this; tests use the random model). The cache key covers the text,
+    sizes, seed and steps, so changed sample data gives a new folder. Written to a temporary
+    folder and renamed, so concurrent builds are safe.
     """
     texts = english_sample_texts()
-    key = hashlib.sha256(json.dumps([texts, TINY_LLAMA, seed]).encode()).hexdigest()[:12]
+    key = json.dumps([texts, TINY_LLAMA, seed, pretrain_steps])
+    key = hashlib.sha256(key.encode()).hexdigest()[:12]
     folder = Path(cache_dir or DEFAULT_CACHE_DIR) / f"tiny-english-llama-{key}"
     if (folder / "model.safetensors").exists():
         return str(folder)
@@ -92,6 +114,8 @@ def tiny_causal_lm_path(cache_dir: str | Path | None = None, seed: int = 0) -> s
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
+    if pretrain_steps:
+        pretrain_on_english(model, tokenizer, texts, pretrain_steps)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
     try:
         tokenizer.save_pretrained(staging)

@@ -5,9 +5,10 @@ with a DoRA adapter on the LLM's q/k/v/o projections. Both use the paper's sched
 3e-4, 10% linear warm-up, cosine decay to 3e-5. Translations of a held-out split are scored
 with chrF++ and BLEU (sacrebleu) before training and after.
 
-With no arguments it runs on CPU in a few minutes: a tiny random-init English LLM built
-locally (tiny_causal_lm.py) and the shipped HI/RU/UK/TH/ZH->EN sample (examples/data/parallel,
-CC0). That shows the plumbing, not translation quality. A real run:
+With no arguments it runs on CPU in minutes: a tiny Llama built locally (tiny_causal_lm.py:
+English-only BPE tokenizer, random init, briefly trained on the English sample corpus) and
+the shipped HI/RU/UK/TH/ZH->EN sample (examples/data/parallel, CC0). That shows the plumbing,
+not translation quality. A real run:
 
     python examples/run_fallback.py --llm_name_or_path HuggingFaceTB/SmolLM2-360M-Instruct \\
         --fallback_preset default --train_file opus_hi_en.jsonl --validation_file flores_hi.jsonl \\
@@ -53,6 +54,13 @@ class FallbackArguments:
         metadata={
             "help": "Causal LM to extend (Hub id or folder, e.g. HuggingFaceTB/SmolLM2-360M-"
             "Instruct). Default: a tiny random-init English LLM built locally, for a CPU demo."
+        },
+    )
+    tiny_llm_pretrain_steps: int = field(
+        default=300,
+        metadata={
+            "help": "Without --llm_name_or_path: steps the tiny LLM is first trained on the "
+            "English sample corpus (cached), making it English-centric like the paper's LLMs."
         },
     )
     fallback_preset: str | None = field(
@@ -238,7 +246,9 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
 
-    llm_path = args.llm_name_or_path or tiny_causal_lm_path()
+    llm_path = args.llm_name_or_path or tiny_causal_lm_path(
+        pretrain_steps=args.tiny_llm_pretrain_steps
+    )
     preset = args.fallback_preset or ("default" if args.llm_name_or_path else "test")
     tokenizer = AutoTokenizer.from_pretrained(llm_path)
     processor = PixelFallbackProcessor(tokenizer, pixel_word_rule=args.pixel_word_rule)

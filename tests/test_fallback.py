@@ -178,6 +178,9 @@ def test_interleaving_order_and_masks(processor, tokenizer):
     batch = processor(MIXED[:2], template=TEMPLATE, padding_side="right")
     pieces = processor.split_pieces(MIXED[0], TEMPLATE)
     assert [kind for kind, _ in pieces] == ["text"] + ["pixel"] * 5 + ["text"]
+    # spaces before a pixel word go (it stands for them), the template's newline stays
+    assert pieces[0][1] == "Translate from Hindi to English:\n"
+    assert pieces[-1][1] == " OK?\nEnglish:"
     assert [value for kind, value in pieces if kind == "pixel"] == MIXED[0].split()[:5]
     # text pieces are tokenized as they stand in the prompt, pixel words are one position each
     expected = tokenizer(pieces[0][1])["input_ids"]
