@@ -33,7 +33,10 @@ from .modeling_pixel_m4 import PixelM4Layer
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
-ADAPTER_CONFIG_NAME = "adapter_config.json"  # written by peft next to our weights
+# The peft adapter of the LLM goes to a subfolder: an adapter_config.json at the top would make
+# AutoModelForCausalLM load the adapter's base model instead of this wrapper.
+ADAPTER_SUBFOLDER = "llm_adapter"
+ADAPTER_CONFIG_NAME = "adapter_config.json"
 
 
 def positions_within_words(patch_word_ids: torch.Tensor) -> torch.Tensor:
@@ -307,7 +310,8 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
 
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory, state_dict=None, **kwargs):
-        """Config (+ module files for trust_remote_code), fallback weights, peft adapter.
+        """Config (+ module files for trust_remote_code), fallback weights, peft adapter
+        (in `llm_adapter/`).
 
         The base LLM is referenced by `config.base_model_name_or_path`, not copied."""
         if not self.config.base_model_name_or_path:
@@ -335,7 +339,7 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
         }
         save_file(weights, os.path.join(save_directory, WEIGHTS_NAME), metadata={"format": "pt"})
         if peft_wrapped:
-            self.language_model.save_pretrained(save_directory)
+            self.language_model.save_pretrained(os.path.join(save_directory, ADAPTER_SUBFOLDER))
 
     @classmethod
     def from_pretrained(
@@ -359,6 +363,7 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
             if key in kwargs
         }
         kwargs.pop("trust_remote_code", None)
+        kwargs.pop("adapter_kwargs", None)  # AutoModel's peft lookup, meant for plain models
         if config is None:
             config = PixelFallbackConfig.from_pretrained(
                 pretrained_model_name_or_path, **hub_kwargs
@@ -375,6 +380,7 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
         adapter_config = cached_file(
             pretrained_model_name_or_path,
             ADAPTER_CONFIG_NAME,
+            subfolder=ADAPTER_SUBFOLDER,
             _raise_exceptions_for_missing_entries=False,
             **hub_kwargs,
         )
@@ -382,7 +388,10 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
             from peft import PeftModel
 
             language_model = PeftModel.from_pretrained(
-                language_model, pretrained_model_name_or_path, is_trainable=is_trainable
+                language_model,
+                str(pretrained_model_name_or_path),
+                subfolder=ADAPTER_SUBFOLDER,
+                is_trainable=is_trainable,
             )
         model = cls(config, language_model)
         weights = load_file(cached_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub_kwargs))
