@@ -264,13 +264,13 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
                 f"pixel_word_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
                 f"got {tuple(pixel_word_mask.shape)}"
             )
-        words = self.fallback(pixel_values, patch_word_ids, num_words=num_pixel_words)
         encoded = int(patch_word_ids.max()) + 1
         if encoded != num_pixel_words:
             raise ValueError(
                 f"pixel_word_mask marks {num_pixel_words} pixel words but patch_word_ids "
                 f"hold {encoded}"
             )
+        words = self.fallback(pixel_values, patch_word_ids, num_words=num_pixel_words)
         mask = pixel_word_mask.bool()[..., None].expand_as(embeds)
         return embeds.masked_scatter(mask, words.to(embeds.dtype))
 

@@ -243,6 +243,8 @@ def main():
     parser = HfArgumentParser((FallbackArguments, TrainingArguments))
     parser.set_defaults(**PAPER_TRAINING_DEFAULTS)
     args, training_args = parser.parse_args_into_dataclasses()
+    if training_args.max_steps > 0:
+        raise ValueError("--max_steps is not used: set --stage1_steps and --stage2_steps")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
 
