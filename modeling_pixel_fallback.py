@@ -200,7 +200,11 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
                 f"model's input embedding size {llm_hidden_size}"
             )
         if config.base_model_name_or_path is None:
-            config.base_model_name_or_path = getattr(language_model, "name_or_path", None) or None
+            name = getattr(language_model, "name_or_path", None) or None
+            # a local folder is stored absolute, so the saved adapter finds it from anywhere
+            config.base_model_name_or_path = (
+                os.path.abspath(name) if name and os.path.isdir(name) else name
+            )
         super().__init__(config)
         self.fallback = PixelFallbackEncoder(config)
         self.post_init()
