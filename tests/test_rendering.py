@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from pixel_m4 import rendering_pixel_m4
 from pixel_m4.rendering_pixel_m4 import (
     PixelM4TextRenderer,
+    cache_info,
     default_font_files,
     font_setup_hash,
     strip_to_grid,
@@ -34,6 +36,23 @@ SAMPLES = {
     "hy": "Երևանը Հայաստանի մայրաքաղաքն է։",
 }
 CORPUS = [SAMPLES[lang] for lang in ("en", "hi", "uk", "zh", "th", "ar")]
+# Ink beyond a pair's patches: marks shaped alone reach left of their patch with their dotted
+# circle (U+20E4 by 9 px, Thai SARA AM by 4), U+0D63 is two glyphs (dotted circle + mark) that
+# overlap, 'j' / brackets overhang; together they hit every branch of the cached path.
+OVERHANG = [
+    "ab \u20e4 \u20e4\u0d63 x\u0d63\u20e4 \u0489\u20e4",
+    "\u20e4\u0d63 j\u20e4 (ƒ ]_ fj jj",
+    "ไทย ำ\u20e4 น้ำ ि कि क्षत्रिय \u20e4ि",
+    "مرحبا \u20e4ب \u0651\u20e4 שָׁלוֹם",
+]
+CACHE_CORPUS = [
+    *CORPUS,
+    *(SAMPLES[lang] for lang in ("he", "el", "ka", "hy")),
+    "हिन्दी में संयुक्ताक्षर: क्ष त्र ज्ञ श्र, मात्राएँ: कि की कु कू के कै को कौ",
+    "ภาษาไทย: ที่ นี่ น้ำ กล้วย เปลี่ยน",
+    " ".join(CORPUS),
+    *OVERHANG,
+]
 MODES = ["bigram", "continuous", "word_bigram"]
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -277,16 +296,64 @@ def test_strip_to_grid():
 
 # ---------------------------------------------------------------------------- speed paths
 @pytest.mark.parametrize(
-    ("mode", "group_graphemes"), [("bigram", False), ("bigram", True), ("word_bigram", False)]
+    ("mode", "group_graphemes", "word_cache_size"),
+    [
+        ("bigram", False, 16384),
+        ("bigram", True, 16384),
+        ("bigram", False, 0),  # words assembled from cached pairs every time
+        ("word_bigram", False, 16384),
+        ("word_bigram", True, 16384),
+    ],
 )
-def test_cache_never_changes_a_pixel(mode, group_graphemes):
-    cached = PixelM4TextRenderer(render_mode=mode, group_graphemes=group_graphemes)
-    uncached = PixelM4TextRenderer(render_mode=mode, group_graphemes=group_graphemes, cache_size=0)
-    for text in [*CORPUS, " ".join(CORPUS)]:
-        for _ in range(2):  # second round: served from the cache
-            a, b = cached.render(text), uncached.render(text)
-            assert a.pixels.tobytes() == b.pixels.tobytes()
-            assert (a.num_patches, a.word_patch_spans) == (b.num_patches, b.word_patch_spans)
+def test_cache_never_changes_a_pixel(mode, group_graphemes, word_cache_size, monkeypatch):
+    """Cached strips (numpy OVER with pixman's rounding) == cairo drawing every unit, bytewise."""
+    redraws = []
+    draw_word_over = PixelM4TextRenderer._draw_word_over
+    monkeypatch.setattr(
+        PixelM4TextRenderer,
+        "_draw_word_over",
+        lambda *args: redraws.append(args[2]) or draw_word_over(*args),
+    )
+    options = {"render_mode": mode, "group_graphemes": group_graphemes}
+    cached = PixelM4TextRenderer(**options, word_cache_size=word_cache_size)
+    uncached = PixelM4TextRenderer(**options, cache_size=0)
+    examples = [(text, None) for text in CACHE_CORPUS] + [(CORPUS[1], OVERHANG[0])]
+    warnings.simplefilter("ignore")  # U+20E4 / U+0D63 are tofu in some fonts: expected
+    for text, pair in examples:
+        for _ in range(2):  # second round: served from the caches
+            a, b = cached.render(text, pair), uncached.render(text, pair)
+            assert a.pixels.tobytes() == b.pixels.tobytes(), (text, pair)
+            assert (a.num_patches, a.word_patch_spans, a.missing_glyphs) == (
+                b.num_patches,
+                b.word_patch_spans,
+                b.missing_glyphs,
+            )
+    assert redraws  # the cairo redraw of fragile words was exercised and agreed too
+
+
+def test_ink_overhanging_a_pair_is_not_clipped():
+    """U+20E4 shaped alone reaches into the previous word's patch, in both paths alike."""
+    for cache_size in (65536, 0):
+        renderer = PixelM4TextRenderer(cache_size=cache_size)
+        alone, followed = renderer.render("ab"), renderer.render("ab \u20e4")
+        assert followed.word_patch_spans == [(0, 1), (1, 2)]
+        assert not np.array_equal(followed.pixels[:, :16], alone.pixels[:, :16])
+        assert (followed.pixels[:, :16] <= alone.pixels[:, :16]).all()  # only ink was added
+        # ink that would spill left of the strip is lost, not wrapped or shifted
+        assert renderer.render("\u20e4").pixels[:, :16].min() < 255
+
+
+def test_caches_are_bounded_lru():
+    small = PixelM4TextRenderer(cache_size=5, word_cache_size=3)
+    reference = PixelM4TextRenderer(cache_size=0)
+    words = [f"lru{index}q" for index in range(8)]  # new words and pairs: every one is inserted
+    for text in (" ".join(words), " ".join(words[:2] + words)):  # the second round re-renders
+        assert small.render(text).pixels.tobytes() == reference.render(text).pixels.tobytes()
+        info = cache_info()
+        assert (info["words"], info["pairs"]) == (3, 5)
+        assert info["word_array_bytes"] > 0 and info["pair_array_bytes"] > 0
+        # least recently used out first: the last three words are the ones kept
+        assert [word for _, word in rendering_pixel_m4._word_cache] == words[-3:]
 
 
 def test_threads_render_identically(renderer):
@@ -358,30 +425,40 @@ def test_deterministic_across_processes():
 
 
 FORK_SCRIPT = f"""
-import multiprocessing, numpy, torch
+import multiprocessing, time, numpy, torch
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-texts = {CORPUS!r} * 4
-renderer = PixelM4TextRenderer(cache_size=0)  # state built in the parent before fork
-expected = numpy.stack([renderer.render(text).pixels for text in texts])
+seen = {CORPUS!r} * 4
+unseen = [text[::-1] for text in {CORPUS!r}] * 4  # new words and pairs in the workers
+texts = seen + unseen
+uncached = PixelM4TextRenderer(cache_size=0)  # Pango state built in the parent before fork
+cached = PixelM4TextRenderer()
+expected = numpy.stack([uncached.render(text).pixels for text in texts])
+for text in seen:  # the parent's caches hold half of the words
+    cached.render(text)
 
 class Texts(torch.utils.data.Dataset):
     def __len__(self):
         return len(texts)
     def __getitem__(self, index):
-        return torch.from_numpy(renderer.render(texts[index]).pixels)
+        text = texts[index]
+        return torch.from_numpy(numpy.stack([uncached.render(text).pixels, cached.render(text).pixels]))
 
+start = time.perf_counter()
 loader = torch.utils.data.DataLoader(
     Texts(), batch_size=3, num_workers=4, multiprocessing_context=multiprocessing.get_context("fork")
 )
 got = torch.cat(list(loader)).numpy()
-assert got.shape == expected.shape
-assert (got == expected).all(), "worker pixels differ from the parent"
-print("ok")
+seconds = time.perf_counter() - start
+assert got.shape == (len(texts), 2, *expected.shape[1:])
+assert (got[:, 0] == expected).all() and (got[:, 1] == expected).all(), "worker pixels differ"
+print(f"ok: 4 fork workers rendered {{len(texts)}} samples (x2 paths) in {{seconds:.2f}} s")
 """
 
 
 def test_fork_safe_dataloader():
-    assert run_python(FORK_SCRIPT)[0].strip() == "ok"
+    output = run_python(FORK_SCRIPT)[0].strip()
+    print(output)  # the figures for docs/rendering.md (pytest -s)
+    assert output.startswith("ok: 4 fork workers rendered 48 samples")
 
 
 # ---------------------------------------------------------------------------- save / load
@@ -430,6 +507,11 @@ def test_custom_single_font_file(tmp_path):
         ({"max_seq_length": 0}, ValueError, "max_seq_length"),
         ({"max_seq_length": 2.5}, ValueError, "max_seq_length"),
         ({"cache_size": -1}, ValueError, "cache_size"),
+        ({"cache_size": True}, ValueError, "cache_size"),
+        ({"word_cache_size": -1}, ValueError, "word_cache_size"),
+        ({"word_cache_size": 1.5}, ValueError, "word_cache_size"),
+        ({"font_size": "8"}, ValueError, "font_size"),
+        ({"font_file": [3]}, TypeError, "font_file"),
         ({"font_file": "/nonexistent/font.ttf"}, FileNotFoundError, "/nonexistent/font.ttf"),
         ({"font_file": []}, ValueError, "font_file"),
     ],
@@ -458,6 +540,8 @@ def test_corrupt_font_file(tmp_path):
         (("a",), {"text_pair": 5}, TypeError, "text_pair"),
         ((["a", "b"],), {"text_pair": ["c"]}, ValueError, "text_pair"),
         (("a",), {"return_tensors": "tf"}, ValueError, "return_tensors"),
+        (("a",), {"text_pair": b"\xc3\x28"}, TypeError, "text_pair.*UTF-8"),
+        (("a",), {"text_pair": ["b"]}, ValueError, "text_pair"),
     ],
 )
 def test_bad_call_arguments(renderer, args, kwargs, error, match):
