@@ -117,8 +117,16 @@ def main():
     parser.add_argument("--num-sentences", type=int, default=20, help="sentences per language")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated each")
     parser.add_argument("--skip-speed", action="store_true", help="only the compression table")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads; 1 suits the tiny model (on a busy 2-core machine two threads "
+        "made its generation ~10x slower)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
     languages = args.languages.split(",")
 
     tiny = tiny_causal_lm_path()
