@@ -94,7 +94,6 @@ class PixelFallbackPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     # Flash attention kernels take no dense mask: words would attend across each other.
     _supports_flash_attn = False
-    _supports_flex_attn = True
     _supports_attention_backend = True
 
 

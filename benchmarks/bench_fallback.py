@@ -30,6 +30,10 @@ from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM
 from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor
 from pixel_m4.tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
 
+SMOLLM2_360M_SHAPE = dict(
+    hidden_size=960, num_hidden_layers=32, num_attention_heads=15, num_key_value_heads=5,
+    intermediate_size=2560,
+)  # fmt: skip
 TEMPLATE = "Translate from {language} to English:\n{{text}}\nEnglish:"
 NAMES = {"hi": "Hindi", "ru": "Russian", "uk": "Ukrainian", "th": "Thai", "zh": "Chinese"}
 
@@ -116,6 +120,12 @@ def main():
     )
     parser.add_argument("--llm", help="causal LM for the speed table (default: the tiny one)")
     parser.add_argument(
+        "--smollm2-360m-shape",
+        action="store_true",
+        help="time a random-init Llama shaped like SmolLM2-360M (960 wide, 32 layers, 15 heads, "
+        "5 KV heads, MLP 2560) with the tiny tokenizer, where compute, not overhead, dominates",
+    )
+    parser.add_argument(
         "--fallback-preset", default="test", choices=sorted(FALLBACK_PRESETS), help="encoder size"
     )
     parser.add_argument("--languages", default="hi,ru,uk,th,zh", help="comma-separated codes")
@@ -152,10 +162,16 @@ def main():
     llm_path = args.llm or tiny
     processor = PixelFallbackProcessor(AutoTokenizer.from_pretrained(llm_path))
     llm = AutoModelForCausalLM.from_pretrained(llm_path)
+    if args.smollm2_360m_shape:
+        config = llm.config
+        config.update(SMOLLM2_360M_SHAPE)
+        llm = AutoModelForCausalLM.from_config(config)
+        llm.name_or_path = "random-init Llama, SmolLM2-360M shape"
     model = PixelFallbackForCausalLM(PixelFallbackConfig.from_preset(args.fallback_preset), llm)
     model.eval()
     print(
-        f"\nGeneration speed, {Path(llm_path).name} + {args.fallback_preset} fallback, batch 1, "
+        f"\nGeneration speed, {Path(llm.name_or_path).name} + {args.fallback_preset} fallback, "
+        f"batch 1, "
         f"{args.max_new_tokens} new tokens, {torch.get_num_threads()} CPU threads"
     )
     print(
