@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, BatchFeature
 
-from .rendering_pixel_m4 import PixelM4TextRenderer, _clean_words
+from .rendering_pixel_m4 import PixelM4TextRenderer, clean_words
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class PixelFallbackProcessor:
             before = full[cursor : start + match.start()].rstrip(" ")
             if before:
                 pieces.append(("text", before))
-            for word in _clean_words(match.group()):
+            for word in clean_words(match.group()):
                 pieces.extend(("pixel", piece) for piece in self._fit_word(word))
             cursor = start + match.end()
         if full[cursor:] or not pieces:

@@ -412,7 +412,7 @@ def _font_families(path: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Text clean-up and segmentation
 # --------------------------------------------------------------------------------------------
-def _clean_words(text: str) -> list[str]:
+def clean_words(text: str) -> list[str]:
     """Whitespace-split words after dropping control/format characters (not ZWJ/ZWNJ)."""
     if text.isprintable():  # fast path: no Cc/Cf characters (isprintable is False for them)
         return text.split()
@@ -790,9 +790,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
 
     def render(self, text, text_pair=None) -> RenderedText:
         """Renders one example (a text, optionally with a second text) to a numpy strip."""
-        words = _clean_words(_check_text("text", text))
+        words = clean_words(_check_text("text", text))
         pair_words = (
-            None if text_pair is None else _clean_words(_check_text("text_pair", text_pair))
+            None if text_pair is None else clean_words(_check_text("text_pair", text_pair))
         )
         if pair_words is not None and self.max_seq_length < 2:
             raise ValueError(
