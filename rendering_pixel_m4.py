@@ -791,9 +791,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
     def render(self, text, text_pair=None) -> RenderedText:
         """Renders one example (a text, optionally with a second text) to a numpy strip."""
         words = clean_words(_check_text("text", text))
-        pair_words = (
-            None if text_pair is None else clean_words(_check_text("text_pair", text_pair))
-        )
+        pair_words = None if text_pair is None else clean_words(_check_text("text_pair", text_pair))
         if pair_words is not None and self.max_seq_length < 2:
             raise ValueError(
                 "max_seq_length must be >= 2 to render a text pair (separator + end patch), "
