@@ -243,8 +243,8 @@ def pad_to_patches(batch: dict, num_patches: int) -> dict:
     missing = num_patches - attention_mask.shape[1]
     if missing < 0:
         raise ValueError(
-            f"the renderer makes {attention_mask.shape[1]} patches but the model reads "
-            f"{num_patches}: lower --max_seq_length"
+            f"the renderer makes {attention_mask.shape[1]} patches but the model reads only "
+            f"{num_patches}: lower the renderer's max_seq_length (--max_seq_length)"
         )
     if missing:
         patch = pixel_values.shape[2]
@@ -256,12 +256,23 @@ def pad_to_patches(batch: dict, num_patches: int) -> dict:
     return {"pixel_values": pixel_values, "attention_mask": attention_mask}
 
 
+def check_lengths(renderer: PixelM4TextRenderer, num_patches: int) -> None:
+    if renderer.max_seq_length > num_patches:
+        raise ValueError(
+            f"--max_seq_length ({renderer.max_seq_length} patches) exceeds the model's "
+            f"{num_patches} patches: give at most {num_patches}"
+        )
+
+
 @dataclass
 class SequenceClassificationCollator:
     """Examples {"text", ["text_pair"], "labels"} -> pixel_values, attention_mask, labels."""
 
     renderer: PixelM4TextRenderer
     num_patches: int
+
+    def __post_init__(self):
+        check_lengths(self.renderer, self.num_patches)
 
     def __call__(self, features: list[dict]) -> dict:
         texts = [feature["text"] for feature in features]
@@ -288,6 +299,9 @@ class WordTaskCollator:
     num_patches: int
     label_fields: tuple[str, ...] = ("labels",)
     head_fields: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        check_lengths(self.renderer, self.num_patches)
 
     def __call__(self, features: list[dict]) -> dict:
         texts = [" ".join(feature["tokens"]) for feature in features]
@@ -473,8 +487,8 @@ def decode_trees(
     Per sentence: MST over the log-probabilities of the heads of its rendered words (one root),
     then each word's best relation for its chosen head.
     """
-    log_probs = torch.log_softmax(arc_logits.float(), -1).cpu().numpy()
-    rel_ids = rel_logits.float().argmax(-1).cpu().numpy()  # [B, W, 1+W]
+    log_probs = torch.log_softmax(arc_logits.detach().float(), -1).cpu().numpy()
+    rel_ids = rel_logits.detach().argmax(-1).cpu().numpy()  # [B, W, 1+W]
     word_mask = word_mask.bool().cpu().numpy()
     decoded = np.full((*word_mask.shape, 2), IGNORE, dtype=np.int64)
     for row in range(len(word_mask)):
