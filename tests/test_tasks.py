@@ -1,6 +1,7 @@
 """Task heads (modeling_pixel_m4) and their data / metrics helpers (tasks_pixel_m4)."""
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ from pixel_m4.tasks_pixel_m4 import (
 )
 
 PATCHES = 36  # a 6 x 6 grid keeps the test models fast
+ROOT_DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
 def small_config(**overrides) -> PixelM4Config:
@@ -465,3 +467,45 @@ def _dataset(columns):
     from datasets import Dataset
 
     return Dataset.from_dict(columns)
+
+
+def test_load_splits_reads_local_files_and_dataset_folders(tmp_path):
+    from pixel_m4.tasks_pixel_m4 import load_splits
+
+    sample = ROOT_DATA / "sib200" / "eng_Latn"
+    splits = load_splits(None, None, {"train": str(sample / "train.tsv"), "test": None})
+    assert list(splits) == ["train"] and splits["train"].num_rows == 210
+    assert {"text", "category"} <= set(splits["train"].column_names)
+
+    ud = load_splits(None, None, {"train": str(ROOT_DATA / "ud" / "uk_sample-ud-train.conllu")})
+    assert ud["train"].column_names == ["tokens", "heads", "deprels"]
+
+    # a dataset name resolves through datasets.load_dataset (a Hub id, here a local folder)
+    folder = tmp_path / "my_ner"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(
+        '{"tokens": ["Maria", "runs"], "tags": ["B-PER", "O"]}\n', encoding="utf-8"
+    )
+    assert load_splits(str(folder), None, {})["train"][0]["tags"] == ["B-PER", "O"]
+
+    with pytest.raises(FileNotFoundError, match="train file 'missing.tsv' does not exist"):
+        load_splits(None, None, {"train": "missing.tsv"})
+    with pytest.raises(ValueError, match="same format"):
+        load_splits(
+            None, None, {"train": str(sample / "train.tsv"), "test": str(folder / "train.jsonl")}
+        )
+
+
+def test_named_labels_turns_class_label_ids_into_names():
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    from pixel_m4.tasks_pixel_m4 import named_labels
+
+    tags = ClassLabel(names=["O", "B-PER", "I-PER"])
+    features = Features({"tokens": List(Value("string")), "ner_tags": List(tags), "topic": tags})
+    data = Dataset.from_dict(
+        {"tokens": [["Maria", "Lind"]], "ner_tags": [[1, 2]], "topic": [0]}, features=features
+    )
+    assert named_labels(data, "ner_tags") == [["B-PER", "I-PER"]]
+    assert named_labels(data, "topic") == ["O"]
+    assert named_labels(data, "tokens") == [["Maria", "Lind"]]
