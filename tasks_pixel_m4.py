@@ -536,7 +536,11 @@ def parsing_metrics(eval_prediction) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_with_recipe(dataclass_types, recipes: dict[str, dict], args=None):
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the script docstring's line breaks (its example commands)."""
+
+
+def parse_with_recipe(dataclass_types, recipes: dict[str, dict], args=None, description=None):
     """HfArgumentParser whose defaults are those of `--recipe` (first key = the default);
     flags given on the command line win. `--help` shows the chosen recipe's defaults."""
     from transformers import HfArgumentParser
@@ -546,7 +550,9 @@ def parse_with_recipe(dataclass_types, recipes: dict[str, dict], args=None):
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--recipe", choices=names, default=names[0])
     recipe = early.parse_known_args(args)[0].recipe
-    parser = HfArgumentParser(dataclass_types)
+    parser = HfArgumentParser(
+        dataclass_types, description=description, formatter_class=_HelpFormatter
+    )
     parser.set_defaults(recipe=recipe, **recipes[recipe])
     return parser.parse_args_into_dataclasses(args=args)
 

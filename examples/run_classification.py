@@ -1,4 +1,4 @@
-"""Fine-tune PIXEL-M4 for text classification (SIB-200 topics; accuracy and macro-F1).
+r"""Fine-tune PIXEL-M4 for text classification (SIB-200 topics; accuracy and macro-F1).
 
     python examples/run_classification.py           # shipped English sample, random tiny model
     python examples/run_classification.py --recipe paper \
@@ -137,7 +137,9 @@ class ClassificationArguments:
 
 
 def main():
-    args, training_args = parse_with_recipe((ClassificationArguments, TrainingArguments), RECIPES)
+    args, training_args = parse_with_recipe(
+        (ClassificationArguments, TrainingArguments), RECIPES, description=__doc__
+    )
     training_args.remove_unused_columns = False  # the collator renders the "text" column
     set_seed(training_args.seed)
 

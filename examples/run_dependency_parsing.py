@@ -1,4 +1,4 @@
-"""Fine-tune PIXEL-M4 for dependency parsing with a biaffine head (UAS / LAS on CoNLL-U data).
+r"""Fine-tune PIXEL-M4 for dependency parsing with a biaffine head (UAS / LAS on CoNLL-U data).
 
     python examples/run_dependency_parsing.py       # shipped English sample, random tiny model
     python examples/run_dependency_parsing.py --recipe paper \
@@ -137,7 +137,9 @@ class ParsingArguments:
 
 
 def main():
-    args, training_args = parse_with_recipe((ParsingArguments, TrainingArguments), RECIPES)
+    args, training_args = parse_with_recipe(
+        (ParsingArguments, TrainingArguments), RECIPES, description=__doc__
+    )
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
 

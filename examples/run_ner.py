@@ -1,4 +1,4 @@
-"""Fine-tune PIXEL-M4 for named entity recognition (BIO tags; seqeval entity-level P/R/F1).
+r"""Fine-tune PIXEL-M4 for named entity recognition (BIO tags; seqeval entity-level P/R/F1).
 
     python examples/run_ner.py                      # shipped English sample, random tiny model
     python examples/run_ner.py --recipe paper --model_name_or_path <pretrained folder or Hub id> \
@@ -137,7 +137,9 @@ class NerArguments:
 
 
 def main():
-    args, training_args = parse_with_recipe((NerArguments, TrainingArguments), RECIPES)
+    args, training_args = parse_with_recipe(
+        (NerArguments, TrainingArguments), RECIPES, description=__doc__
+    )
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
 
