@@ -317,27 +317,39 @@ class WordTaskCollator:
             zip(features, rendered["word_patch_spans"], strict=True)
         ):
             tokens = feature["tokens"]
+            self.check_example(feature)
             aligned = torch.tensor(token_patch_spans(tokens, spans), dtype=torch.long)
             word_spans[row, : len(tokens)] = aligned
             present = aligned[:, 1] > aligned[:, 0]
+            head_present = torch.cat([torch.ones(1, dtype=torch.bool), present])  # ROOT first
             scorable = present.clone()
             for name in self.head_fields:
-                heads = torch.tensor(feature[name])
-                head_present = torch.cat([torch.ones(1, dtype=torch.bool), present])
-                scorable &= head_present[heads.clamp(0, len(tokens))]
+                scorable &= head_present[torch.tensor(feature[name])]
             for name in self.label_fields:
-                values = feature[name]
-                if len(values) != len(tokens):
-                    raise ValueError(
-                        f"example has {len(tokens)} tokens but {len(values)} {name}: "
-                        f"{tokens[:8]}..."
-                    )
-                labels[name][row, : len(tokens)] = torch.tensor(values).masked_fill(
+                labels[name][row, : len(tokens)] = torch.tensor(feature[name]).masked_fill(
                     ~scorable, IGNORE
                 )
         batch["word_spans"] = word_spans
         batch.update(labels)
         return batch
+
+    def check_example(self, feature: dict) -> None:
+        """One label per token; heads point at words of the sentence (0..n)."""
+        tokens = feature["tokens"]
+        if not tokens:
+            raise ValueError("an example has no tokens; drop empty sentences from the data")
+        for name in self.label_fields:
+            if len(feature[name]) != len(tokens):
+                raise ValueError(
+                    f"example has {len(tokens)} tokens but {len(feature[name])} {name}: "
+                    f"{tokens[:8]}..."
+                )
+        for name in self.head_fields:
+            if not all(0 <= head <= len(tokens) for head in feature[name]):
+                raise ValueError(
+                    f"{name} must be heads in 0..{len(tokens)} (0 = root) for a sentence of "
+                    f"{len(tokens)} words, got {feature[name]}"
+                )
 
 
 def truncation_report(renderer: PixelM4TextRenderer, dataset) -> dict[str, int]:

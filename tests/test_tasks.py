@@ -201,9 +201,18 @@ def test_word_collator_drops_arcs_to_truncated_heads(renderer):
     assert (arcs[kept:] == -100).all() and (rels[kept:] == -100).all()
 
 
-def test_word_collator_rejects_mismatched_label_counts(renderer):
+def test_word_collator_rejects_mismatched_labels_bad_heads_and_empty_sentences(renderer):
     with pytest.raises(ValueError, match="3 tokens but 2 labels"):
         WordTaskCollator(renderer, PATCHES)([{"tokens": ["a", "b", "c"], "labels": [0, 1]}])
+    parser_collate = WordTaskCollator(
+        renderer, PATCHES, label_fields=("arc_labels", "rel_labels"), head_fields=("arc_labels",)
+    )
+    with pytest.raises(ValueError, match="3 tokens but 2 arc_labels"):
+        parser_collate([{"tokens": ["a", "b", "c"], "arc_labels": [0, 1], "rel_labels": [0] * 3}])
+    with pytest.raises(ValueError, match=r"arc_labels must be heads in 0..2 .* got \[0, 5\]"):
+        parser_collate([{"tokens": ["a", "b"], "arc_labels": [0, 5], "rel_labels": [0, 0]}])
+    with pytest.raises(ValueError, match="an example has no tokens"):
+        WordTaskCollator(renderer, PATCHES)([{"tokens": [], "labels": []}])
 
 
 def test_pad_to_patches_rejects_a_renderer_longer_than_the_model(renderer):
