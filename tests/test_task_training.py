@@ -156,6 +156,7 @@ def script_outputs(tmp_path_factory, pretrained):
     return outputs
 
 
+@pytest.mark.slow  # the module fixture runs the three scripts (~30 s)
 @pytest.mark.parametrize(
     "name, metrics",
     [
@@ -246,6 +247,7 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.slow
 def test_saved_models_load_through_auto_classes_in_a_fresh_process(script_outputs, tmp_path):
     folders = {name: str(output_dir) for name, (output_dir, _) in script_outputs.items()}
     environment = {
