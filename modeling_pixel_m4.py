@@ -570,7 +570,7 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
     """Pooled patches (config.pooling_mode: mean over attended patches, cls or max) -> linear.
 
     Loss as in transformers' heads, chosen by config.problem_type (inferred when unset):
-    regression (MSE; num_labels == 1 or float labels with one label), single-label (cross
+    regression (MSE; num_labels == 1), single-label (cross
     entropy on int labels) or multi-label (BCE on float multi-hot labels [B, num_labels]).
     """
 
