@@ -66,7 +66,7 @@ def test_sequence_classification_overfits(renderer):
         [{"text": text, "labels": index} for index, text in enumerate(texts)]
     )
     model = PixelM4ForSequenceClassification(config(num_labels=4))
-    output = train(model, batch, steps=80, learning_rate=3e-3)
+    output = train(model, batch, steps=40, learning_rate=3e-3)
     assert output.logits.argmax(-1).tolist() == [0, 1, 2, 3]
 
 
