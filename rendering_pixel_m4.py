@@ -452,12 +452,13 @@ def _word_pairs(word: str, mode: str, group_graphemes: bool) -> list[tuple[str, 
 # Why cached == uncached byte for byte: cairo draws a one-glyph layout as one OVER composite of
 # its coverage m onto the A8 strip, d' = m + MUL_UN8(d, 255 - m) (pixman). The unit drawn alone
 # on an empty (but not "clear", see `_Canvas`) surface yields m itself, so replaying composites
-# in the same order with the same arithmetic (`_over_into`) reproduces the strip exactly. That
-# holds for any composite of coverage W wherever the strip below is empty or exactly one
-# one-glyph unit inked the pixel. Elsewhere ("fragile" pixels: two units, or a unit with
-# several glyphs or a tofu box, whose glyphs go OVER each other one by one) rounding could
-# differ; if such a pixel already holds ink, cairo itself redraws the word onto a copy of the
-# strip region there (`_draw_word_over`), so the result is cairo's by construction.
+# in the same order with the same arithmetic (`_over_into`) reproduces the strip exactly. A
+# piece made of several composites (a pair, a word) can be composited as one wherever the
+# surface below is empty or exactly one one-glyph composite of the piece inked the pixel (then
+# the piece's coverage is that m). Its other pixels are "fragile": two units met there, or a
+# unit with several glyphs / a tofu box, whose parts cairo composites one by one, so rounding
+# could differ. Where a fragile pixel would land on existing ink, cairo itself draws the piece
+# onto a copy of what is below (`_draw_placed`), which is cairo's result by construction.
 # --------------------------------------------------------------------------------------------
 @dataclass
 class _Ink:
@@ -465,12 +466,12 @@ class _Ink:
 
     offset: int
     alpha: np.ndarray
-    one_glyph: bool = True  # drawn as one composite: exact OVER any background
+    fragile: np.ndarray | None = None  # bool [P, width] (see above); None if no pixel is
 
 
 @dataclass
 class _PairInk:
-    units: list[_Ink]  # one per shaping unit, offsets from the pair's first column
+    ink: _Ink  # offset from the pair's first column
     num_patches: int
     missing: int
     text: str
@@ -478,11 +479,10 @@ class _PairInk:
 
 @dataclass
 class _WordInk:
-    ink: _Ink  # the word drawn alone; offset from the word's first column
+    ink: _Ink  # offset from the word's first column
     num_patches: int
     missing: int
     missing_text: str
-    fragile: np.ndarray | None  # bool [P, width] (see above); None if no pixel is
 
 
 _pair_cache: OrderedDict[tuple, _PairInk] = OrderedDict()
@@ -492,20 +492,21 @@ _word_cache: OrderedDict[tuple, _WordInk] = OrderedDict()
 def cache_info() -> dict[str, int]:
     """Entries and array bytes of this process's pair and word caches.
 
-    Python objects add about 0.5 KB per entry on top of the arrays (see docs/rendering.md).
+    Python objects add about 0.7 KB per entry on top of the arrays (see docs/rendering.md).
     """
     with _lock:
-        pair_bytes = sum(unit.alpha.nbytes for pair in _pair_cache.values() for unit in pair.units)
-        word_bytes = sum(
-            word.ink.alpha.nbytes + (0 if word.fragile is None else word.fragile.nbytes)
-            for word in _word_cache.values()
-        )
+        pair_bytes = sum(_ink_bytes(pair.ink) for pair in _pair_cache.values())
+        word_bytes = sum(_ink_bytes(word.ink) for word in _word_cache.values())
         return {
             "pairs": len(_pair_cache),
             "pair_array_bytes": pair_bytes,
             "words": len(_word_cache),
             "word_array_bytes": word_bytes,
         }
+
+
+def _ink_bytes(ink: _Ink) -> int:
+    return ink.alpha.nbytes + (0 if ink.fragile is None else ink.fragile.nbytes)
 
 
 def _lru_get(cache: OrderedDict, key):
@@ -535,6 +536,35 @@ def _over_into(dest: np.ndarray, alpha: np.ndarray, x: int):
     region = dest[:, start:stop]
     t = region.astype(np.uint16) * (255 - source) + 128  # <= 65153: fits uint16
     region[...] = source + ((t + (t >> 8)) >> 8)
+
+
+def _assemble(pieces: list[_Ink], height: int) -> tuple[_Ink, bool]:
+    """Composites pieces (offsets in one frame) in order onto an empty buffer.
+
+    Returns the coverage with its fragile pixels, and whether it is exact: False if a piece's
+    fragile pixel landed on ink of an earlier piece (then cairo must draw it, see above).
+    """
+    pieces = [piece for piece in pieces if piece.alpha.shape[1]]
+    left = min((piece.offset for piece in pieces), default=0)
+    right = max((piece.offset + piece.alpha.shape[1] for piece in pieces), default=0)
+    coverage = np.zeros((height, right - left), dtype=np.uint8)
+    fragile = np.zeros(coverage.shape, dtype=bool)
+    exact, ink_end = True, 0  # no ink right of ink_end yet
+    for piece in pieces:
+        x, width = piece.offset - left, piece.alpha.shape[1]
+        if x >= ink_end:  # nothing below: a copy
+            coverage[:, x : x + width] = piece.alpha
+            if piece.fragile is not None:
+                fragile[:, x : x + width] |= piece.fragile
+        else:
+            below = coverage[:, x : x + width] > 0
+            if piece.fragile is not None:
+                exact = exact and not (below & piece.fragile).any()
+                fragile[:, x : x + width] |= piece.fragile
+            fragile[:, x : x + width] |= below & (piece.alpha > 0)
+            _over_into(coverage, piece.alpha, x)
+        ink_end = max(ink_end, x + width)
+    return _Ink(left, coverage, fragile if fragile.any() else None), exact
 
 
 @dataclass
@@ -589,7 +619,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             tested against byte for byte) and turns the word cache off too.
         word_cache_size: entries of the process-wide LRU of rendered words (coverage + patch
             count), so a sentence is assembled from about one copy per word; 0 assembles every
-            word from its cached pairs. About 2 KB per entry at the defaults.
+            word from its cached pairs. About 2.6 KB per word (a pair: 1 KB).
 
     Text pairs: text, one black separator patch, text_pair, the black end patch. Truncation
     drops whole words from the end of the sequence (text_pair's first) until the strip fits.
@@ -792,7 +822,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
                 try:
                     self._place_segments(
-                        segments, strip, lambda word: self._draw_word(setup, word, strip, canvas)
+                        segments,
+                        strip,
+                        lambda word: self._draw_word_on_strip(setup, word, strip, canvas),
                     )
                     alpha = canvas.alpha()
                 finally:
@@ -819,7 +851,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 strip.counts.append(strip.cursor - start)
                 words_left -= 1
 
-    def _draw_word(self, setup, word: str, strip: _Strip, canvas: _Canvas) -> bool:
+    def _draw_word_on_strip(self, setup, word: str, strip: _Strip, canvas: _Canvas) -> bool:
         """The reference path: every unit shaped with its own layout and drawn on the strip."""
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
         measured = [self._measure_pair(setup, pair) for pair in pairs]
@@ -837,23 +869,23 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 self._free_layouts(setup, layouts)
 
     def _place_word(self, setup, word: str, strip: _Strip, alpha: np.ndarray) -> bool:
-        """The cached path: composites the word's coverage at the cursor (exact, see `_Ink`)."""
+        """The cached path: composites the word's coverage at the cursor (see "The caches")."""
         word_ink = self._word_ink(setup, word)
         if strip.cursor + word_ink.num_patches > strip.budget:
             return False
         origin = strip.cursor * self.pixels_per_patch
-        x, coverage = origin + word_ink.ink.offset, word_ink.ink.alpha
-        width = coverage.shape[1]
+        ink = word_ink.ink
+        x, width = origin + ink.offset, ink.alpha.shape[1]
         if width:
             if strip.ink_end <= x and x + width <= alpha.shape[1]:
-                alpha[:, x : x + width] = coverage  # nothing drawn there yet: a copy is exact
-            elif self._fragile_pixels_inked(alpha, x, word_ink.fragile, strip.ink_end):
+                alpha[:, x : x + width] = ink.alpha  # nothing drawn there yet: a copy is exact
+            elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
                 start, stop = max(x, 0), min(x + width, alpha.shape[1])
                 alpha[:, start:stop] = self._draw_word_over(
                     setup, word, alpha[:, start:stop], origin - start
                 )
             else:
-                _over_into(alpha, coverage, x)
+                _over_into(alpha, ink.alpha, x)
             strip.ink_end = max(strip.ink_end, x + width)
         strip.cursor += word_ink.num_patches
         if word_ink.missing:
@@ -869,70 +901,50 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             return False
         return bool(((alpha[:, start:stop] > 0) & fragile[:, start - x : stop - x]).any())
 
-    def _draw_word_over(self, setup, word: str, background: np.ndarray, origin: int):
-        """Cairo draws the word's units onto `background` (coverage [P, w]); word at `origin`."""
+    def _draw_placed(self, setup, background: np.ndarray, placed: list[tuple]) -> np.ndarray:
+        """Cairo draws (layout, x, y) onto a copy of `background` (coverage [P, w])."""
         canvas = _Canvas(setup.native, background.shape[1], self.pixels_per_patch)
         try:
             canvas.set_alpha(background)
-            for pair in _word_pairs(word, self.render_mode, self.group_graphemes):
-                layouts, num_patches, _ = self._measure_pair(setup, pair)
-                try:
-                    canvas.draw(self._placements(layouts, origin))
-                finally:
-                    self._free_layouts(setup, layouts)
-                origin += num_patches * self.pixels_per_patch
+            canvas.draw(placed)
             return canvas.alpha()
         finally:
             canvas.close()
+
+    def _draw_word_over(self, setup, word: str, background: np.ndarray, origin: int):
+        """Cairo draws the word's units onto a copy of `background`, the word at `origin`."""
+        measured = []
+        try:
+            placed = []
+            for pair in _word_pairs(word, self.render_mode, self.group_graphemes):
+                measured.append(self._measure_pair(setup, pair))
+                layouts, num_patches, _ = measured[-1]
+                placed += self._placements(layouts, origin)
+                origin += num_patches * self.pixels_per_patch
+            return self._draw_placed(setup, background, placed)
+        finally:
+            for layouts, _, _ in measured:
+                self._free_layouts(setup, layouts)
 
     def _word_ink(self, setup: _FontSetup, word: str) -> _WordInk:
         key = (self._word_key, word)
         cached = _lru_get(_word_cache, key)
         if cached is not None:
             return cached
-        patch = self.pixels_per_patch
-        units, num_patches, missing, missing_text = [], 0, 0, ""
+        pieces, num_patches, missing, missing_text = [], 0, 0, ""
         for pair in _word_pairs(word, self.render_mode, self.group_graphemes):
             pair_ink = self._pair_ink(setup, pair)
-            origin = num_patches * patch
-            units += [
-                _Ink(origin + unit.offset, unit.alpha, unit.one_glyph) for unit in pair_ink.units
-            ]
+            ink = pair_ink.ink
+            pieces.append(
+                _Ink(num_patches * self.pixels_per_patch + ink.offset, ink.alpha, ink.fragile)
+            )
             num_patches += pair_ink.num_patches
             missing += pair_ink.missing
             missing_text = missing_text or (pair_ink.text if pair_ink.missing else "")
-        units = [unit for unit in units if unit.alpha.shape[1]]
-        left = min((unit.offset for unit in units), default=0)
-        right = max((unit.offset + unit.alpha.shape[1] for unit in units), default=0)
-        coverage = np.zeros((patch, right - left), dtype=np.uint8)
-        fragile = np.zeros(coverage.shape, dtype=bool)
-        exact = True  # whether compositing the units in numpy reproduces cairo
-        ink_end = 0  # no ink right of this column yet
-        for unit in units:
-            x, width = unit.offset - left, unit.alpha.shape[1]
-            if x >= ink_end:  # nothing below: a copy
-                coverage[:, x : x + width] = unit.alpha
-                if not unit.one_glyph:
-                    fragile[:, x : x + width] |= unit.alpha > 0
-            else:
-                inked = unit.alpha > 0
-                overlap = (coverage[:, x : x + width] > 0) & inked
-                if unit.one_glyph:
-                    fragile[:, x : x + width] |= overlap
-                else:
-                    exact = exact and not overlap.any()
-                    fragile[:, x : x + width] |= inked
-                _over_into(coverage, unit.alpha, x)
-            ink_end = max(ink_end, x + width)
+        ink, exact = _assemble(pieces, self.pixels_per_patch)
         if not exact:
-            coverage = self._draw_word_over(setup, word, np.zeros_like(coverage), -left)
-        word_ink = _WordInk(
-            ink=_Ink(left, coverage),
-            num_patches=num_patches,
-            missing=missing,
-            missing_text=missing_text,
-            fragile=fragile if fragile.any() else None,
-        )
+            ink.alpha = self._draw_word_over(setup, word, np.zeros_like(ink.alpha), -ink.offset)
+        word_ink = _WordInk(ink, num_patches, missing, missing_text)
         if self.word_cache_size:
             _lru_put(_word_cache, key, word_ink, self.word_cache_size)
         return word_ink
@@ -944,36 +956,36 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             return cached
         layouts, num_patches, missing = self._measure_pair(setup, pair)
         try:
-            units = [
-                self._unit_ink(setup, layout, x, y) for layout, x, y in self._placements(layouts, 0)
-            ]
+            placed = self._placements(layouts, 0)
+            units = [self._unit_ink(setup, layout, x, y) for layout, x, y in placed]
+            ink, exact = _assemble(units, self.pixels_per_patch)
+            if not exact:
+                shifted = [(layout, x - ink.offset, y) for layout, x, y in placed]
+                ink.alpha = self._draw_placed(setup, np.zeros_like(ink.alpha), shifted)
         finally:
             self._free_layouts(setup, layouts)
-        pair_ink = _PairInk(units, num_patches, missing, "".join(pair))
+        pair_ink = _PairInk(ink, num_patches, missing, "".join(pair))
         _lru_put(_pair_cache, key, pair_ink, self.cache_size)
         return pair_ink
 
     def _unit_ink(self, setup: _FontSetup, layout, x: int, y: float) -> _Ink:
         """The coverage of `layout` drawn alone at (x, y), cropped to its inked columns."""
-        one_glyph = setup.glyph_count(layout) <= 1 and not setup.unknown_glyphs(layout)
         left, right = setup.ink_columns(layout)
         margin = 4  # px around Pango's ink box; doubled while ink touches the canvas edge
         while True:
             origin = x + left - margin  # canvas column 0 in the caller's coordinates
-            canvas = _Canvas(setup.native, right - left + 2 * margin, self.pixels_per_patch)
-            try:
-                canvas.draw([(layout, x - origin, y)])  # integer shift: same glyph phase
-                alpha = canvas.alpha()
-            finally:
-                canvas.close()
+            empty = np.zeros((self.pixels_per_patch, right - left + 2 * margin), dtype=np.uint8)
+            alpha = self._draw_placed(setup, empty, [(layout, x - origin, y)])  # integer shift
             if not (alpha[:, 0].any() or alpha[:, -1].any()):
                 break
             margin *= 2
         columns = np.flatnonzero(alpha.any(axis=0))
         if not columns.size:
-            return _Ink(0, alpha[:, :0].copy(), one_glyph)
+            return _Ink(0, alpha[:, :0].copy())
         first, last = int(columns[0]), int(columns[-1])
-        return _Ink(origin + first, alpha[:, first : last + 1].copy(), one_glyph)
+        alpha = alpha[:, first : last + 1].copy()
+        one_composite = setup.glyph_count(layout) <= 1 and not setup.unknown_glyphs(layout)
+        return _Ink(origin + first, alpha, None if one_composite else alpha > 0)
 
     def _measure_pair(self, setup: _FontSetup, pair: tuple[str, ...]):
         """Layouts of a pair's units with their logical sizes; the pair's width in patches."""
