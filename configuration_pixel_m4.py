@@ -44,6 +44,11 @@ class PixelM4Config(PreTrainedConfig):
     (`masking="random"`). `norm_pix_loss` normalises each target patch by its own mean and
     variance. `pooling_mode` is how task heads and embeddings pool patches (`mean` over
     attended patches, `cls`, or `max`).
+
+    Task heads: `word_pooling` is how token classification turns a word's patches into one
+    vector (`first` patch, the paper's choice, or `mean`); the biaffine parser (Dozat & Manning
+    2017) projects word vectors to `biaffine_arc_size` (arc scorer) and `biaffine_rel_size`
+    (relation classifier) dimensions before its biaffine products.
     """
 
     model_type = "pixel_m4"
@@ -76,6 +81,9 @@ class PixelM4Config(PreTrainedConfig):
 
     pooling_mode: str = "mean"
     classifier_dropout: float = 0.1
+    word_pooling: str = "first"
+    biaffine_arc_size: int = 500
+    biaffine_rel_size: int = 100
 
     def __post_init__(self, **kwargs):
         _check_heads("", self.hidden_size, self.num_attention_heads)
@@ -109,6 +117,13 @@ class PixelM4Config(PreTrainedConfig):
         if self.pooling_mode not in ("mean", "cls", "max"):
             raise ValueError(
                 f"pooling_mode must be 'mean', 'cls' or 'max', got {self.pooling_mode!r}"
+            )
+        if self.word_pooling not in ("first", "mean"):
+            raise ValueError(f"word_pooling must be 'first' or 'mean', got {self.word_pooling!r}")
+        if self.biaffine_arc_size <= 0 or self.biaffine_rel_size <= 0:
+            raise ValueError(
+                "biaffine_arc_size and biaffine_rel_size must be positive, got "
+                f"{self.biaffine_arc_size} and {self.biaffine_rel_size}"
             )
         super().__post_init__(**kwargs)
 

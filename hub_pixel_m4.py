@@ -84,8 +84,10 @@ def remote_code_auto_map() -> dict[str, str]:
     """auto_map for every registered class, so one repo serves AutoModel, AutoModelFor*, ..."""
     auto_map = {"AutoConfig": "configuration_pixel_m4.PixelM4Config"}
     for cls in PixelM4PreTrainedModel.__subclasses__():
+        # setdefault: "AutoModel" stays the encoder (PixelM4Model, defined first) although the
+        # parser also registers it, so that a saved parser's own config maps AutoModel to it.
         if cls._auto_class is not None:
-            auto_map[cls._auto_class] = f"modeling_pixel_m4.{cls.__name__}"
+            auto_map.setdefault(cls._auto_class, f"modeling_pixel_m4.{cls.__name__}")
     return auto_map
 
 
