@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .rendering_pixel_m4 import PixelM4TextRenderer, _clean_words
+from .rendering_pixel_m4 import PixelM4TextRenderer, clean_words
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def token_patch_spans(
     """
     spans, word = [], 0
     for index, token in enumerate(tokens):
-        count = len(_clean_words(token))
+        count = len(clean_words(token))
         if count == 0:
             raise ValueError(
                 f"token {index} ({token!r}) has nothing to render (only whitespace / control "
