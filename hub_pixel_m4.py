@@ -100,8 +100,12 @@ def create_hub_folder(
 ) -> Path:
     """A randomly initialised `PixelM4ForPreTraining` + default renderer, saved as a Hub repo."""
     torch.manual_seed(seed)
-    model = PixelM4ForPreTraining(PixelM4Config.from_preset(preset, **config_overrides))
-    renderer = PixelM4TextRenderer(**(renderer_kwargs or {}))
+    config = PixelM4Config.from_preset(preset, **config_overrides)
+    model = PixelM4ForPreTraining(config)
+    # The renderer fills exactly the model's strip unless told otherwise.
+    renderer = PixelM4TextRenderer(
+        **{"max_seq_length": config.num_patches, **(renderer_kwargs or {})}
+    )
     return save_hub_folder(model, renderer, output_dir)
 
 
