@@ -641,6 +641,19 @@ PAPER_TRAINING = dict(
 )
 
 
+SAMPLE_TRAINING = dict(
+    # Shared by the three scripts' quick CPU runs on the shipped samples (NOT the paper's setting)
+    warmup_steps=10,
+    per_device_train_batch_size=16,
+    per_device_eval_batch_size=32,
+    eval_strategy="steps",
+    logging_steps=10,
+    load_best_model_at_end=True,
+    save_total_limit=1,
+    report_to="none",
+)
+
+
 def configure_evaluation(training_args, has_validation: bool) -> bool:
     """Without a validation split there is nothing to select checkpoints or stop early on:
     say so and train for the full number of steps. Returns whether evaluation runs."""

@@ -20,6 +20,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_
 from pixel_m4.modeling_pixel_m4 import PixelM4ForSequenceClassification
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
+    SAMPLE_TRAINING,
     SequenceClassificationCollator,
     check_splits,
     classification_metrics,
@@ -39,22 +40,15 @@ SAMPLE = Path(__file__).resolve().parent / "data" / "sib200" / "eng_Latn"
 RECIPES = {
     # A few minutes on 2 CPU cores with the shipped sample; NOT the paper's setting.
     "sample": dict(
+        SAMPLE_TRAINING,
         max_seq_length=80,
         early_stopping_patience=20,
         output_dir="outputs/classification",
         learning_rate=3e-4,
-        warmup_steps=10,
         max_steps=100,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=32,
-        eval_strategy="steps",
         eval_steps=50,
         save_steps=50,
-        logging_steps=10,
-        load_best_model_at_end=True,
         metric_for_best_model="macro_f1",
-        save_total_limit=1,
-        report_to="none",
     ),
     # Table 7: mean pooling, batch 32, 256 patches, eval every epoch, early stopping after
     # 20 epochs without improvement.

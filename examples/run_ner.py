@@ -20,6 +20,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_
 from pixel_m4.modeling_pixel_m4 import PixelM4ForTokenClassification
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
+    SAMPLE_TRAINING,
     WordTaskCollator,
     check_splits,
     configure_evaluation,
@@ -39,22 +40,15 @@ SAMPLE = Path(__file__).resolve().parent / "data" / "ner" / "en"
 RECIPES = {
     # A few minutes on 2 CPU cores with the shipped sample; NOT the paper's setting.
     "sample": dict(
+        SAMPLE_TRAINING,
         max_seq_length=64,
         early_stopping_patience=5,
         output_dir="outputs/ner",
         learning_rate=5e-4,
-        warmup_steps=10,
         max_steps=120,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=32,
-        eval_strategy="steps",
         eval_steps=40,
         save_steps=40,
-        logging_steps=10,
-        load_best_model_at_end=True,
         metric_for_best_model="f1",
-        save_total_limit=1,
-        report_to="none",
     ),
     # Table 7: batch 64, 196 patches, eval every 500 steps, early stopping after 5 evaluations.
     "paper": dict(
