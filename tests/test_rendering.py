@@ -310,12 +310,28 @@ def test_threads_render_identically(renderer):
         assert all(np.array_equal(a, b) for a, b in zip(pixels, expected * 3, strict=True))
 
 
-def run_python(code):
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+def run_python(*codes):
+    """Runs each code in its own fresh interpreter, concurrently; returns their stdouts."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+        for code in codes
+    ]
+    outputs = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=120)  # a hang fails, never blocks CI
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert process.returncode == 0, stderr[-3000:]
+        outputs.append(stdout)
+    return outputs
 
 
 HASH_SCRIPT = f"""
@@ -331,7 +347,7 @@ print(digest.hexdigest())
 
 
 def test_deterministic_across_processes():
-    first, second = run_python(HASH_SCRIPT), run_python(HASH_SCRIPT)
+    first, second = run_python(HASH_SCRIPT, HASH_SCRIPT)
     assert first == second and len(first.strip()) == 64
     digest = hashlib.sha256()
     for mode in MODES:
@@ -365,7 +381,7 @@ print("ok")
 
 
 def test_fork_safe_dataloader():
-    assert run_python(FORK_SCRIPT).strip() == "ok"
+    assert run_python(FORK_SCRIPT)[0].strip() == "ok"
 
 
 # ---------------------------------------------------------------------------- save / load
