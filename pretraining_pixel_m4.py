@@ -128,7 +128,7 @@ def parse_corpus_spec(spec: str) -> CorpusSource:
             f"--corpus entries must look like LANG=PATH or LANG=DATASET[:CONFIG] "
             f"(e.g. en=examples/data/pretrain/en.txt, hi=allenai/c4:hi), got {spec!r}"
         )
-    if _local_files(source) or _looks_like_file(source):
+    if _local_files(source) or os.path.isdir(source) or _looks_like_file(source):
         return CorpusSource(language, source)
     name, _, config = source.partition(":")
     return CorpusSource(language, name, config or None)
@@ -157,18 +157,16 @@ def load_corpus(
 
     Local files: `.txt` (one document per line), `.json`/`.jsonl` (optionally `.gz`),
     `.parquet`; all files of a glob must share a format. Anything else is a dataset name (Hub id
-    or local dataset folder) loaded with its config and `split`, streamed if `streaming`.
+    or dataset folder) loaded with its config and `split`, streamed if `streaming`.
     """
     files = _local_files(corpus.source)
     if not files:
-        if _looks_like_file(corpus.source):
+        if _looks_like_file(corpus.source) and not os.path.isdir(corpus.source):
             raise FileNotFoundError(
                 f"--corpus {corpus.language}={corpus.source}: no such file (a path, a glob, or a "
                 "dataset name like allenai/c4:hi)"
             )
-        return datasets.load_dataset(
-            corpus.source, corpus.config, split=split, streaming=streaming
-        )
+        return datasets.load_dataset(corpus.source, corpus.config, split=split, streaming=streaming)
     builders = {_file_builder(path) for path in files}
     if None in builders or len(builders) > 1:
         raise ValueError(
@@ -264,9 +262,7 @@ def pack_corpus(
         )
     packer = StripPacker(renderer, language, text_column)
     if isinstance(dataset, datasets.IterableDataset):
-        return dataset.map(
-            packer, batched=True, remove_columns=columns, features=PACKED_FEATURES
-        )
+        return dataset.map(packer, batched=True, remove_columns=columns, features=PACKED_FEATURES)
     return dataset.map(
         packer,
         batched=True,
@@ -488,7 +484,8 @@ class ReconstructionCallback(TrainerCallback):
             raise ValueError(f"--reconstruction_steps must be >= 0, got {every_n_steps}")
         self.labels = [language for language, _ in samples]
         rendered = renderer([text for _, text in samples], return_tensors="pt")
-        self.pixel_values, self.attention_mask = rendered["pixel_values"], rendered["attention_mask"]
+        self.pixel_values = rendered["pixel_values"]
+        self.attention_mask = rendered["attention_mask"]
         self.directory = Path(output_dir) / "reconstructions"
         self.every_n_steps = every_n_steps
         self.seed = seed

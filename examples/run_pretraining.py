@@ -20,6 +20,7 @@ Continued pretraining of a checkpoint on new languages:
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -76,7 +77,9 @@ class ModelArguments:
     )
     masking: Literal["span", "random"] | None = field(
         default=None,
-        metadata={"help": "Patch masking: span (paper, spans of 1-6 patches) or random; default: the config's."},
+        metadata={
+            "help": "Patch masking: span (paper, spans of 1-6 patches) or random; default: the config's."
+        },
     )
     mask_ratio: float | None = field(
         default=None,
@@ -84,7 +87,9 @@ class ModelArguments:
     )
     norm_pix_loss: bool | None = field(
         default=None,
-        metadata={"help": "Reconstruct per-patch normalised pixels (paper: true); default: the config's."},
+        metadata={
+            "help": "Reconstruct per-patch normalised pixels (paper: true); default: the config's."
+        },
     )
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = field(
         default="sdpa",
@@ -169,6 +174,10 @@ class PretrainingArguments(TrainingArguments):
         metadata={"help": "Warmup steps, or a fraction of max_steps if < 1 (PIXEL: 0.05)."},
     )
     logging_steps: float = field(default=10, metadata={"help": "Log the loss every N steps."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "DDP: every parameter gets a gradient, so no search for unused ones."},
+    )
     remove_unused_columns: bool = field(
         default=False,
         metadata={"help": "Keep False: the collator renders the raw 'text' column."},
@@ -177,6 +186,14 @@ class PretrainingArguments(TrainingArguments):
         default_factory=lambda: ["tensorboard"] if is_tensorboard_available() else ["none"],
         metadata={"help": "Loggers (default: TensorBoard if installed, in OUTPUT_DIR/runs)."},
     )
+
+    def __post_init__(self):
+        # torchrun / accelerate launch without GPUs: Trainer only forms a CPU process group
+        # (gloo) with use_cpu; otherwise every process would train alone.
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            self.use_cpu = True
+            self.ddp_backend = self.ddp_backend or "gloo"
+        super().__post_init__()
 
 
 def main():
