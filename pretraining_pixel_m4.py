@@ -261,14 +261,11 @@ def pack_corpus(
             f"its columns are {columns}"
         )
     packer = StripPacker(renderer, language, text_column)
-    if isinstance(dataset, datasets.IterableDataset):
-        return dataset.map(packer, batched=True, remove_columns=columns, features=PACKED_FEATURES)
+    progress = (
+        {} if isinstance(dataset, datasets.IterableDataset) else {"desc": f"packing {language}"}
+    )
     return dataset.map(
-        packer,
-        batched=True,
-        remove_columns=columns,
-        features=PACKED_FEATURES,
-        desc=f"packing {language} lines into strips",
+        packer, batched=True, remove_columns=columns, features=PACKED_FEATURES, **progress
     )
 
 

@@ -161,7 +161,7 @@ class PretrainingArguments(TrainingArguments):
         default=300, metadata={"help": "Optimiser steps (paper: 1,000,000 at batch 256)."}
     )
     per_device_train_batch_size: int = field(
-        default=8, metadata={"help": "Batch size per device (paper: 256 in total)."}
+        default=4, metadata={"help": "Batch size per device (paper: 256 in total)."}
     )
     learning_rate: float = field(default=1.5e-4, metadata={"help": "Peak learning rate."})
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (MAE/PIXEL: 0.95)."})
@@ -174,6 +174,10 @@ class PretrainingArguments(TrainingArguments):
         metadata={"help": "Warmup steps, or a fraction of max_steps if < 1 (PIXEL: 0.05)."},
     )
     logging_steps: float = field(default=10, metadata={"help": "Log the loss every N steps."})
+    dataloader_num_workers: int = field(
+        default=1,
+        metadata={"help": "DataLoader worker processes that render (and, streaming, pack) text."},
+    )
     ddp_find_unused_parameters: bool | None = field(
         default=False,
         metadata={"help": "DDP: every parameter gets a gradient, so no search for unused ones."},

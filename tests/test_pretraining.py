@@ -378,13 +378,14 @@ def logged_losses(output_dir: Path) -> dict[int, float]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The script's runs, started together: a reference run, the same run killed (SIGKILL) after
-    its step-4 checkpoint and then resumed, and a 2-process torchrun."""
+    its step-4 checkpoint and then resumed, and a 2-process torchrun on streamed corpora."""
     root = tmp_path_factory.mktemp("pretrain")
     reference = start(*RUN_ARGS, "--output_dir", str(root / "reference"))
     killed = start(*RUN_ARGS, "--output_dir", str(root / "killed"))
     ddp = start(
         "--model_config", "test", "--max_steps", "3", "--per_device_train_batch_size", "2",
         "--reconstruction_steps", "0", "--report_to", "none", "--output_dir", str(root / "ddp"),
+        "--streaming", "--dataloader_num_workers", "1",  # lazy packing + rendering in a worker
         launcher=TORCHRUN,
     )  # fmt: skip
     checkpoint = root / "killed" / "checkpoint-4"
@@ -452,7 +453,7 @@ def test_resume_after_sigkill_matches_the_uninterrupted_run(runs):
         assert resumed[step] == reference[step], (step, resumed[step], reference[step])
 
 
-def test_torchrun_two_cpu_processes_train_one_model(runs):
+def test_torchrun_two_cpu_processes_train_one_model_on_streamed_corpora(runs):
     assert runs["ddp"].count("reload check OK") == 1  # one process group; rank 0 saves
     card = (runs["root"] / "ddp" / "README.md").read_text()
     assert "3 steps at batch size 4" in card  # 2 processes x 2

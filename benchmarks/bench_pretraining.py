@@ -1,0 +1,188 @@
+"""Pretraining speed: PixelM4ForPreTraining vs transformers' ViTMAEForPreTraining, and the data
+pipeline (packing + rendering) vs what the model consumes.
+
+    python benchmarks/bench_pretraining.py                       # base size, batch 8, 3 steps
+    python benchmarks/bench_pretraining.py --preset tiny --steps 10
+
+Both models get the same shapes: PIXEL-M4 a strip of 529 patches (all attended, so 528 text
+patches + the end patch, 25% of the text = 132 patches masked), ViTMAE a 368x368 image
+(23 x 23 = 529 patches) with the mask ratio that hides the same 132 patches; the same encoder
+and decoder sizes, sdpa attention, AdamW. A training step is forward + backward + optimiser
+step; each (model, precision) runs in a fresh process after `--warmup` untimed steps, and its
+peak memory is the process's peak resident set above its size before the model was built
+(CUDA: peak allocated). bf16 is `torch.autocast` over fp32 weights, as Trainer's --bf16.
+
+The pipeline rate is packed-and-rendered samples per second in ONE process (a DataLoader worker)
+on the embedded EN/HI/UK/ZH corpus: "cold" is the first pass (every character pair drawn),
+"warm" a second pass (pairs cached, the steady state of a long run). The ratio compares it with
+the fp32 model's samples per second on this machine.
+"""
+
+import argparse
+import math
+import multiprocessing
+import os
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from pixel_m4.configuration_pixel_m4 import PixelM4Config
+from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining
+from pixel_m4.pretraining_pixel_m4 import RenderingCollator, StripPacker
+from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+
+CORPUS = Path(__file__).resolve().parent.parent / "examples" / "data" / "pretrain"
+NUM_PATCHES, PATCH = 529, 16
+
+
+def vitmae(config: PixelM4Config, num_masked: int):
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+    side = round(NUM_PATCHES**0.5) * PATCH  # 368
+    # ViTMAE keeps int(L * (1 - ratio)) patches: aim half a patch below, so exactly L - num_masked
+    mask_ratio = (num_masked - 0.5) / NUM_PATCHES
+    vit_config = ViTMAEConfig(
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        decoder_hidden_size=config.decoder_hidden_size,
+        decoder_num_hidden_layers=config.decoder_num_hidden_layers,
+        decoder_num_attention_heads=config.decoder_num_attention_heads,
+        decoder_intermediate_size=config.decoder_intermediate_size,
+        image_size=side,
+        patch_size=PATCH,
+        num_channels=3,
+        mask_ratio=mask_ratio,
+        norm_pix_loss=True,
+        attn_implementation="sdpa",
+    )
+    model = ViTMAEForPreTraining(vit_config)
+    assert int(NUM_PATCHES * (1 - mask_ratio)) == NUM_PATCHES - num_masked
+    return model, lambda batch: {"pixel_values": torch.rand(batch, 3, side, side)}
+
+
+def pixel_m4(config: PixelM4Config, num_masked: int):
+    config._attn_implementation = "sdpa"
+    model = PixelM4ForPreTraining(config)
+
+    def inputs(batch):
+        attention_mask = torch.ones(batch, NUM_PATCHES, dtype=torch.long)
+        assert round(config.mask_ratio * (NUM_PATCHES - 1)) == num_masked
+        return {"pixel_values": torch.rand(batch, 3, PATCH, PATCH * NUM_PATCHES),
+                "attention_mask": attention_mask}  # fmt: skip
+
+    return model, inputs
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def time_training(name: str, preset: str, precision: str, batch: int, steps: int, warmup: int):
+    """Runs in a fresh process: (seconds per step, peak memory MB above the pre-model baseline)."""
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = PixelM4Config.from_preset(preset)
+    num_masked = round(config.mask_ratio * (NUM_PATCHES - 1))
+    baseline = peak_rss_mb()
+    model, make_inputs = {"pixel-m4": pixel_m4, "vit-mae": vitmae}[name](config, num_masked)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95))
+    batches = [
+        {key: value.to(device) for key, value in make_inputs(batch).items()}
+        for _ in range(warmup + steps)
+    ]
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for index, inputs in enumerate(batches):
+        if index == warmup:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        memory = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        memory = peak_rss_mb() - baseline
+    return (time.perf_counter() - start) / steps, memory
+
+
+def in_fresh_process(*args):
+    context = multiprocessing.get_context("spawn")  # nothing shared: honest peak memory
+    with context.Pool(1) as pool:
+        return pool.apply(time_training, args)
+
+
+def pipeline_rate(batch: int) -> tuple[float, float, int]:
+    """(cold, warm) packed + rendered samples per second in this process; samples per pass."""
+    renderer = PixelM4TextRenderer()
+    collator = RenderingCollator(renderer)
+    documents = {
+        path.stem: path.read_text(encoding="utf-8").splitlines()
+        for path in sorted(CORPUS.glob("*.txt"))
+    }
+    rates = []
+    for _ in range(2):  # first pass draws every pair, the second finds them cached
+        start = time.perf_counter()
+        samples = [
+            {"text": text}
+            for language, lines in documents.items()
+            for text in StripPacker(renderer, language).pack(lines)
+        ]
+        for index in range(0, len(samples), batch):
+            collator(samples[index : index + batch])
+        rates.append(len(samples) / (time.perf_counter() - start))
+    return rates[0], rates[1], len(samples)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="base", help="model size (test, tiny, small, base)")
+    parser.add_argument("--batch_size", type=int, default=8, help="samples per training step")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
+    parser.add_argument(
+        "--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+        help="fp32, and/or bf16 autocast",
+    )  # fmt: skip
+    args = parser.parse_args()
+
+    device = "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    print(f"{args.preset} models, batch {args.batch_size}, {args.steps} timed steps after "
+          f"{args.warmup} warm-up, on {device}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print()
+    print("| model | precision | s/step | steps/s | samples/s | peak memory (MB) |")
+    print("|---|---|---:|---:|---:|---:|")
+    results = {}
+    for precision in args.precisions:
+        for name in ("pixel-m4", "vit-mae"):
+            seconds, memory = in_fresh_process(
+                name, args.preset, precision, args.batch_size, args.steps, args.warmup
+            )
+            results[name, precision] = seconds
+            print(f"| {name} | {precision} | {seconds:.2f} | {1 / seconds:.3f} | "
+                  f"{args.batch_size / seconds:.2f} | {memory:,.0f} |", flush=True)  # fmt: skip
+    for precision in args.precisions:
+        speedup = results["vit-mae", precision] / results["pixel-m4", precision]
+        print(f"\n{precision}: PIXEL-M4 step time = {1 / speedup:.2f} x ViTMAE's")
+
+    cold, warm, count = pipeline_rate(args.batch_size)
+    consumed = args.batch_size / results.get(("pixel-m4", "fp32"), math.nan)
+    print()
+    print("| data pipeline (1 process) | samples/s | x model fp32 consumption |")
+    print("|---|---:|---:|")
+    print(f"| pack + render, cold | {cold:.1f} | {cold / consumed:.0f} |")
+    print(f"| pack + render, warm | {warm:.1f} | {warm / consumed:.0f} |")
+    print(f"\n({count} packed samples per pass; the model consumes {consumed:.2f} samples/s)")
+
+
+if __name__ == "__main__":
+    main()
