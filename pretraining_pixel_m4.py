@@ -437,7 +437,10 @@ def save_and_reload(
     transformers_logging.set_verbosity_error()  # the decoder weights are unused by AutoModel
     try:
         reloaded, info = AutoModel.from_pretrained(
-            folder, trust_remote_code=True, output_loading_info=True
+            folder,
+            trust_remote_code=True,
+            output_loading_info=True,
+            attn_implementation=model.config._attn_implementation,  # same kernel, same numbers
         )
     finally:
         transformers_logging.set_verbosity(verbosity)

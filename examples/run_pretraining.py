@@ -192,11 +192,12 @@ class PretrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        # torchrun / accelerate launch without GPUs: Trainer only forms a CPU process group
-        # (gloo) with use_cpu; otherwise every process would train alone.
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        # Without a GPU, Trainer needs use_cpu for --bf16 (CPU autocast) and, under torchrun /
+        # accelerate launch, to form a CPU process group (gloo) instead of N lone processes.
+        if not torch.accelerator.is_available():
             self.use_cpu = True
-            self.ddp_backend = self.ddp_backend or "gloo"
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                self.ddp_backend = self.ddp_backend or "gloo"
         super().__post_init__()
 
 
