@@ -378,7 +378,8 @@ def logged_losses(output_dir: Path) -> dict[int, float]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The script's runs, started together: a reference run, the same run killed (SIGKILL) after
-    its step-4 checkpoint and then resumed, and a 2-process torchrun on streamed corpora."""
+    its step-4 checkpoint and then resumed, and a 2-process torchrun on streamed corpora with
+    bf16 autocast, gradient checkpointing and eager attention."""
     root = tmp_path_factory.mktemp("pretrain")
     reference = start(*RUN_ARGS, "--output_dir", str(root / "reference"))
     killed = start(*RUN_ARGS, "--output_dir", str(root / "killed"))
@@ -386,6 +387,7 @@ def runs(tmp_path_factory):
         "--model_config", "test", "--max_steps", "3", "--per_device_train_batch_size", "2",
         "--reconstruction_steps", "0", "--report_to", "none", "--output_dir", str(root / "ddp"),
         "--streaming", "--dataloader_num_workers", "1",  # lazy packing + rendering in a worker
+        "--bf16", "--gradient_checkpointing", "--attn_implementation", "eager",
         launcher=TORCHRUN,
     )  # fmt: skip
     checkpoint = root / "killed" / "checkpoint-4"
@@ -457,3 +459,5 @@ def test_torchrun_two_cpu_processes_train_one_model_on_streamed_corpora(runs):
     assert runs["ddp"].count("reload check OK") == 1  # one process group; rank 0 saves
     card = (runs["root"] / "ddp" / "README.md").read_text()
     assert "3 steps at batch size 4" in card  # 2 processes x 2
+    config = json.loads((runs["root"] / "ddp" / "config.json").read_text())
+    assert config["dtype"] == "float32"  # bf16 autocast keeps fp32 master weights
