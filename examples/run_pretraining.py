@@ -269,11 +269,15 @@ def main():
             f"{spec.split('=')[0]} {p:.2f}"
             for spec, p in zip(data_args.corpus, probabilities, strict=True)
         )
+        batch_size = (
+            training_args.train_batch_size
+            * training_args.world_size
+            * training_args.gradient_accumulation_steps
+        )
         append_to_model_card(
             training_args.output_dir,
             "## Pretraining\n\nMasked-autoencoder pretraining with `examples/run_pretraining.py` "
-            f"for {trainer.state.global_step} steps at batch size "
-            f"{training_args.train_batch_size * training_args.world_size}, language mix {mix}"
+            f"for {trainer.state.global_step} steps at batch size {batch_size}, language mix {mix}"
             + (f"; logged loss {losses[0]:.4f} -> {losses[-1]:.4f}." if losses else "."),
         )
         print(f"saved a Hub-ready model to {training_args.output_dir}")
