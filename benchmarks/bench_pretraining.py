@@ -8,9 +8,11 @@ Both models get the same shapes: PIXEL-M4 a strip of 529 patches (all attended, 
 patches + the end patch, 25% of the text = 132 patches masked), ViTMAE a 368x368 image
 (23 x 23 = 529 patches) with the mask ratio that hides the same 132 patches; the same encoder
 and decoder sizes, sdpa attention, AdamW. A training step is forward + backward + optimiser
-step; each (model, precision) runs in a fresh process after `--warmup` untimed steps, and its
-peak memory is the process's peak resident set above its size before the model was built
-(CUDA: peak allocated). bf16 is `torch.autocast` over fp32 weights, as Trainer's --bf16.
+step. Step times are measured in ONE process that alternates the models step by step (after
+`--warmup` untimed steps each), so both see the same machine load; the table reports the median.
+Peak memory is measured separately, one fresh process per (model, precision) running one step:
+the peak resident set minus the resident set before the model was built (CUDA: peak
+allocated). bf16 is `torch.autocast` over fp32 weights, as Trainer's --bf16.
 
 The pipeline rate is packed-and-rendered samples per second in ONE process (a DataLoader worker)
 on the embedded EN/HI/UK/ZH corpus: "cold" is the first pass (every character pair drawn),
@@ -23,10 +25,12 @@ import math
 import multiprocessing
 import os
 import resource
+import statistics
 import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from pixel_m4.configuration_pixel_m4 import PixelM4Config
 from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining
@@ -81,44 +85,71 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def time_training(name: str, preset: str, precision: str, batch: int, steps: int, warmup: int):
-    """Runs in a fresh process: (seconds per step, peak memory MB above the pre-model baseline)."""
-    torch.manual_seed(0)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = PixelM4Config.from_preset(preset)
-    num_masked = round(config.mask_ratio * (NUM_PATCHES - 1))
-    baseline = peak_rss_mb()
-    model, make_inputs = {"pixel-m4": pixel_m4, "vit-mae": vitmae}[name](config, num_masked)
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95))
-    batches = [
-        {key: value.to(device) for key, value in make_inputs(batch).items()}
-        for _ in range(warmup + steps)
-    ]
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for index, inputs in enumerate(batches):
-        if index == warmup:
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model(**inputs).loss
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class Training:
+    """One model + AdamW; `step()` runs a training step and returns its seconds."""
+
+    def __init__(self, name: str, preset: str, precision: str, batch: int):
+        torch.manual_seed(0)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        config = PixelM4Config.from_preset(preset)
+        num_masked = round(config.mask_ratio * (NUM_PATCHES - 1))
+        self.model, make_inputs = {"pixel-m4": pixel_m4, "vit-mae": vitmae}[name](
+            config, num_masked
+        )
+        self.model.to(self.device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1.5e-4, betas=(0.9, 0.95))
+        self.inputs = {key: value.to(self.device) for key, value in make_inputs(batch).items()}
+        self.precision = precision
+
+    def step(self) -> float:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(self.device, torch.bfloat16, enabled=self.precision == "bf16"):
+            loss = self.model(**self.inputs).loss
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        memory = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        memory = peak_rss_mb() - baseline
-    return (time.perf_counter() - start) / steps, memory
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
 
 
-def in_fresh_process(*args):
+def step_times(preset: str, precisions: list[str], batch: int, steps: int, warmup: int):
+    """{(model, precision): median seconds per step}, the runs interleaved step by step."""
+    runs = {
+        (name, precision): Training(name, preset, precision, batch)
+        for precision in precisions
+        for name in ("pixel-m4", "vit-mae")
+    }
+    times = {key: [] for key in runs}
+    for index in tqdm(range(warmup + steps), desc="interleaved steps"):
+        for key, run in runs.items():
+            seconds = run.step()
+            if index >= warmup:
+                times[key].append(seconds)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def peak_memory(name: str, preset: str, precision: str, batch: int) -> float:
+    """MB: one training step of a fresh model in this (fresh) process."""
+    baseline = current_rss_mb()
+    run = Training(name, preset, precision, batch)
+    run.step()
+    if run.device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mb() - baseline
+
+
+def in_fresh_process(function, *args):
     context = multiprocessing.get_context("spawn")  # nothing shared: honest peak memory
     with context.Pool(1) as pool:
-        return pool.apply(time_training, args)
+        return pool.apply(function, args)
 
 
 def pipeline_rate(batch: int) -> tuple[float, float, int]:
@@ -147,7 +178,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="base", help="model size (test, tiny, small, base)")
     parser.add_argument("--batch_size", type=int, default=8, help="samples per training step")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per model and precision")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
     parser.add_argument(
         "--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
@@ -156,26 +187,31 @@ def main():
     args = parser.parse_args()
 
     device = "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
-    print(f"{args.preset} models, batch {args.batch_size}, {args.steps} timed steps after "
-          f"{args.warmup} warm-up, on {device}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    load = os.getloadavg()[0]
+    times = step_times(args.preset, args.precisions, args.batch_size, args.steps, args.warmup)
+    memory = {
+        (name, precision): in_fresh_process(
+            peak_memory, name, args.preset, precision, args.batch_size
+        )
+        for precision in args.precisions
+        for name in ("pixel-m4", "vit-mae")
+    }
+    print(f"\n{args.preset} models, batch {args.batch_size}, median of {args.steps} interleaved "
+          f"steps after {args.warmup} warm-up, on {device}; load average {load:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end")  # fmt: skip
     print()
     print("| model | precision | s/step | steps/s | samples/s | peak memory (MB) |")
     print("|---|---|---:|---:|---:|---:|")
-    results = {}
+    for (name, precision), seconds in times.items():
+        print(f"| {name} | {precision} | {seconds:.2f} | {1 / seconds:.3f} | "
+              f"{args.batch_size / seconds:.2f} | {memory[name, precision]:,.0f} |")  # fmt: skip
     for precision in args.precisions:
-        for name in ("pixel-m4", "vit-mae"):
-            seconds, memory = in_fresh_process(
-                name, args.preset, precision, args.batch_size, args.steps, args.warmup
-            )
-            results[name, precision] = seconds
-            print(f"| {name} | {precision} | {seconds:.2f} | {1 / seconds:.3f} | "
-                  f"{args.batch_size / seconds:.2f} | {memory:,.0f} |", flush=True)  # fmt: skip
-    for precision in args.precisions:
-        speedup = results["vit-mae", precision] / results["pixel-m4", precision]
-        print(f"\n{precision}: PIXEL-M4 step time = {1 / speedup:.2f} x ViTMAE's")
+        ratio = times["pixel-m4", precision] / times["vit-mae", precision]
+        print(f"\n{precision}: PIXEL-M4 step time = {ratio:.2f} x ViTMAE's, peak memory "
+              f"{memory['pixel-m4', precision] / memory['vit-mae', precision]:.2f} x")  # fmt: skip
 
     cold, warm, count = pipeline_rate(args.batch_size)
-    consumed = args.batch_size / results.get(("pixel-m4", "fp32"), math.nan)
+    consumed = args.batch_size / times.get(("pixel-m4", "fp32"), math.nan)
     print()
     print("| data pipeline (1 process) | samples/s | x model fp32 consumption |")
     print("|---|---:|---:|")
