@@ -391,11 +391,12 @@ def save_reconstructions(
     finally:
         model.train(was_training)
     original = pixel_values.float()
-    reconstructed = model.reconstruct(original.to(device), output.logits, output.mask).cpu()
+    # The hidden text patches; `output.mask` also marks padding dropped to keep batches even.
+    hidden = patch_mask.bool() & attention_mask.bool()
+    reconstructed = model.reconstruct(original.to(device), output.logits, hidden.to(device)).cpu()
     patch_size, channels = model.config.patch_size, model.config.num_channels
-    hidden = output.mask.cpu().bool()[..., None]
     masked = unpatchify(
-        patchify(original, patch_size).masked_fill(hidden, 0.5), patch_size, channels
+        patchify(original, patch_size).masked_fill(hidden[..., None], 0.5), patch_size, channels
     )
     grid = round(model.config.num_patches**0.5)
 
