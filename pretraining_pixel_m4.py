@@ -460,9 +460,16 @@ def save_and_reload(
 
 
 def append_to_model_card(output_dir: str | Path, section: str) -> None:
-    """Add a markdown section (e.g. how the model was pretrained) to the folder's README.md."""
+    """Add a markdown section ("## Title\n...") to the folder's README.md, replacing an earlier
+    section of the same title (a rerun into the same folder)."""
     card = Path(output_dir) / "README.md"
-    card.write_text(card.read_text(encoding="utf-8").rstrip() + "\n\n" + section.strip() + "\n")
+    text = card.read_text(encoding="utf-8")
+    title = section.strip().splitlines()[0]
+    if title in text:
+        start = text.index(title)
+        end = text.find("\n## ", start + len(title))
+        text = text[:start] + (text[end + 1 :] if end != -1 else "")
+    card.write_text(text.rstrip() + "\n\n" + section.strip() + "\n", encoding="utf-8")
 
 
 class ReconstructionCallback(TrainerCallback):

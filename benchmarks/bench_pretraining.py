@@ -24,7 +24,6 @@ import argparse
 import math
 import multiprocessing
 import os
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -81,13 +80,14 @@ def pixel_m4(config: PixelM4Config, num_masked: int):
     return model, inputs
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def resident_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process; unlike getrusage's maxrss, VmHWM starts
+    afresh at exec, so a spawned child does not inherit its parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"{field} missing from /proc/self/status")
 
 
 class Training:
@@ -138,12 +138,12 @@ def step_times(preset: str, precisions: list[str], batch: int, steps: int, warmu
 
 def peak_memory(name: str, preset: str, precision: str, batch: int) -> float:
     """MB: one training step of a fresh model in this (fresh) process."""
-    baseline = current_rss_mb()
+    baseline = resident_mb("VmRSS")
     run = Training(name, preset, precision, batch)
     run.step()
     if run.device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return peak_rss_mb() - baseline
+    return resident_mb("VmHWM") - baseline
 
 
 def in_fresh_process(function, *args):

@@ -25,6 +25,7 @@ from pixel_m4.pretraining_pixel_m4 import (
     ReconstructionCallback,
     RenderingCollator,
     StripPacker,
+    append_to_model_card,
     build_pretraining_dataset,
     load_corpus,
     load_pretraining_model,
@@ -326,6 +327,14 @@ def test_continued_pretraining_loads_weights_and_renderer(tmp_path, short_render
         ValueError, match="renderer makes strips of 48 patches but the model reads 49"
     ):
         load_renderer(49, str(tmp_path / "short"))
+
+
+def test_model_card_section_is_appended_once_and_replaced_on_rerun(tmp_path):
+    (tmp_path / "README.md").write_text("# model\n\n## Usage\n\ncode\n")
+    append_to_model_card(tmp_path, "## Pretraining\n\nfirst run")
+    append_to_model_card(tmp_path, "## Pretraining\n\nsecond run")
+    card = (tmp_path / "README.md").read_text()
+    assert card == "# model\n\n## Usage\n\ncode\n\n## Pretraining\n\nsecond run\n"
 
 
 # ---------------------------------------------------------------------------------- the script
