@@ -44,6 +44,11 @@ class PixelM4Config(PreTrainedConfig):
     (`masking="random"`). `norm_pix_loss` normalises each target patch by its own mean and
     variance. `pooling_mode` is how task heads and embeddings pool patches (`mean` over
     attended patches, `cls`, or `max`).
+
+    Task heads: `word_pooling` is how token classification turns a word's patches into one
+    vector (`first` patch, the paper's choice, or `mean`); the biaffine parser (Dozat & Manning
+    2017) projects word vectors to `biaffine_arc_size` (arc scorer) and `biaffine_rel_size`
+    (relation classifier) dimensions before its biaffine products.
     """
 
     model_type = "pixel_m4"
@@ -76,6 +81,9 @@ class PixelM4Config(PreTrainedConfig):
 
     pooling_mode: str = "mean"
     classifier_dropout: float = 0.1
+    word_pooling: str = "first"
+    biaffine_arc_size: int = 500
+    biaffine_rel_size: int = 100
 
     def __post_init__(self, **kwargs):
         _check_heads("", self.hidden_size, self.num_attention_heads)
@@ -110,6 +118,13 @@ class PixelM4Config(PreTrainedConfig):
             raise ValueError(
                 f"pooling_mode must be 'mean', 'cls' or 'max', got {self.pooling_mode!r}"
             )
+        if self.word_pooling not in ("first", "mean"):
+            raise ValueError(f"word_pooling must be 'first' or 'mean', got {self.word_pooling!r}")
+        if self.biaffine_arc_size <= 0 or self.biaffine_rel_size <= 0:
+            raise ValueError(
+                "biaffine_arc_size and biaffine_rel_size must be positive, got "
+                f"{self.biaffine_arc_size} and {self.biaffine_rel_size}"
+            )
         super().__post_init__(**kwargs)
 
     @property
@@ -134,4 +149,80 @@ def _check_heads(prefix: str, hidden_size: int, num_heads: int) -> None:
 
 PixelM4Config.register_for_auto_class()
 
-__all__ = ["PixelM4Config", "PRESETS", "PAPER_SPAN_WEIGHTS"]
+
+# Fallback encoder sizes by name. "default" is the fallback paper's main model (Lotz et al. 2025,
+# 4 layers, d=1536, 16 heads), "small" its BERT+PIXELS variant (footnote 8: 4 layers, d=768, 12
+# heads); "test" is for unit tests and the embedded CPU demo.
+FALLBACK_PRESETS: dict[str, dict] = {
+    "test": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
+    "small": dict(hidden_size=768, num_hidden_layers=4, num_attention_heads=12, intermediate_size=3072),
+    "default": {},
+}  # fmt: skip
+
+
+@strict
+class PixelFallbackConfig(PreTrainedConfig):
+    r"""
+    Pixel fallback encoder for a language model (Lotz et al. 2025, "Overcoming Vocabulary
+    Constraints with Pixel-level Fallback").
+
+    Words the LLM's tokenizer handles badly are rendered as overlapping character bigrams in
+    `patch_size` x `patch_size` patches (renderer mode `word_bigram`). A pre-LN ViT encodes the
+    patches of all words of a sequence packed into one row, positions restarting at every word
+    (learned 1-D positions, `max_position_embeddings` = most patches one word may have) and
+    attention restricted to the patches of the same word. Each word's patch encodings are
+    averaged and `pixel_projector` maps them to `llm_hidden_size`, the width of the LLM's input
+    embeddings. `base_model_name_or_path` names the wrapped LLM (Hub id or local folder); it is
+    filled in from the LLM when the adapter is built and is what `from_pretrained` loads.
+    """
+
+    model_type = "pixel_fallback"
+
+    hidden_size: int = 1536
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 16
+    intermediate_size: int = 6144
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    patch_size: int = 24
+    num_channels: int = 3
+    qkv_bias: bool = True
+    max_position_embeddings: int = 529
+    llm_hidden_size: int | None = None
+    base_model_name_or_path: str | None = None
+
+    def __post_init__(self, **kwargs):
+        _check_heads("", self.hidden_size, self.num_attention_heads)
+        for name in ("num_hidden_layers", "intermediate_size", "patch_size", "num_channels",
+                     "max_position_embeddings"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.llm_hidden_size is not None and (
+            isinstance(self.llm_hidden_size, bool) or self.llm_hidden_size <= 0
+        ):
+            raise ValueError(
+                f"llm_hidden_size must be a positive int, got {self.llm_hidden_size!r}"
+            )
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "PixelFallbackConfig":
+        """`PixelFallbackConfig.from_preset("small")`; presets: test, small, default (the paper's)."""
+        if name not in FALLBACK_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(FALLBACK_PRESETS)}")
+        return cls(**{**FALLBACK_PRESETS[name], **overrides})
+
+
+PixelFallbackConfig.register_for_auto_class()
+
+__all__ = [
+    "PixelM4Config",
+    "PRESETS",
+    "PAPER_SPAN_WEIGHTS",
+    "PixelFallbackConfig",
+    "FALLBACK_PRESETS",
+]

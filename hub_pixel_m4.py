@@ -9,12 +9,14 @@ A folder written here loads on any machine with only transformers installed:
 
 import argparse
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 
 from .configuration_pixel_m4 import PRESETS, PixelM4Config
 from .modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4PreTrainedModel
+from .pipeline_pixel_m4 import add_to_config as add_pipeline_to_config
 from .rendering_pixel_m4 import PixelM4TextRenderer
 
 # The modules a Hub repo of ours carries, so that every auto_map entry resolves there.
@@ -23,15 +25,23 @@ REMOTE_CODE_MODULES = (
     "modeling_pixel_m4.py",
     "rendering_pixel_m4.py",
     "processing_pixel_m4.py",
+    "pipeline_pixel_m4.py",
 )
 
 
 def save_hub_folder(
-    model: PixelM4PreTrainedModel, renderer: PixelM4TextRenderer, output_dir: str | Path
+    model: PixelM4PreTrainedModel,
+    renderer: PixelM4TextRenderer,
+    output_dir: str | Path,
+    **card_metadata,
 ) -> Path:
-    """Save model (safetensors) + renderer (config + font files) + module files + a model card."""
+    """Save model (safetensors) + renderer (config + font files) + module files + a model card.
+
+    `card_metadata` goes to `write_model_card` (e.g. base_model=..., datasets=[...]).
+    """
     output_dir = Path(output_dir)
     model.config.auto_map = remote_code_auto_map()
+    add_pipeline_to_config(model.config)
     model.save_pretrained(output_dir)
     renderer.save_pretrained(output_dir)
     here = Path(__file__).resolve().parent
@@ -39,16 +49,45 @@ def save_hub_folder(
         if (here / name).exists():
             shutil.copy2(here / name, output_dir / name)
     if not (output_dir / "README.md").exists():
-        write_model_card(output_dir, model)
+        write_model_card(output_dir, model, renderer, **card_metadata)
     return output_dir
+
+
+def push_hub_folder(
+    model: PixelM4PreTrainedModel,
+    renderer: PixelM4TextRenderer,
+    repo_id: str,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload PIXEL-M4 model",
+    **card_metadata,
+):
+    """Upload model + renderer + fonts + module files + model card to the Hub in one commit.
+
+    `model.push_to_hub` / `renderer.push_to_hub` also work, but each uploads only its own part
+    (the model's push writes transformers' generic card as README.md); this sends the complete
+    `save_hub_folder` folder, with the card's snippets loading `repo_id`.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as tmp:
+        card_metadata.setdefault("model_id", repo_id)
+        folder = save_hub_folder(
+            model, renderer, Path(tmp) / repo_id.split("/")[-1], **card_metadata
+        )
+        return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
 
 
 def remote_code_auto_map() -> dict[str, str]:
     """auto_map for every registered class, so one repo serves AutoModel, AutoModelFor*, ..."""
     auto_map = {"AutoConfig": "configuration_pixel_m4.PixelM4Config"}
     for cls in PixelM4PreTrainedModel.__subclasses__():
+        # setdefault: "AutoModel" stays the encoder (PixelM4Model, defined first) although the
+        # parser also registers it, so that a saved parser's own config maps AutoModel to it.
         if cls._auto_class is not None:
-            auto_map[cls._auto_class] = f"modeling_pixel_m4.{cls.__name__}"
+            auto_map.setdefault(cls._auto_class, f"modeling_pixel_m4.{cls.__name__}")
     return auto_map
 
 
@@ -66,36 +105,81 @@ def create_hub_folder(
     return save_hub_folder(model, renderer, output_dir)
 
 
-def write_model_card(output_dir: Path, model: PixelM4PreTrainedModel) -> None:
-    """A minimal Hub card (YAML metadata + loading snippet); training scripts extend it."""
-    config = model.config
-    size = sum(p.numel() for p in model.parameters())
-    (Path(output_dir) / "README.md").write_text(
-        f"""---
-library_name: transformers
-pipeline_tag: feature-extraction
-license: apache-2.0
-language: [en, hi, uk, zh]
-tags: [pixel, vit-mae, pixel-m4, custom_code]
----
+# Example sentences of the card's static outputs (the Hub widget cannot run custom code).
+CARD_EXAMPLES = (
+    "Pixels, not tokens.",
+    "पिक्सेल, टोकन नहीं।",
+    "Пікселі, а не токени.",
+    "像素，而不是词元。",
+)
 
-# {Path(output_dir).name}
 
-A pixel language model ({type(model).__name__}, {size / 1e6:.1f}M parameters, hidden size
-{config.hidden_size}, {config.num_hidden_layers} layers) in the PIXEL-M4 format: text is rendered to
-a strip of {config.num_patches} patches of {config.patch_size}x{config.patch_size} px and read by a
-ViT-MAE. The renderer and its Noto fonts are in this repository.
+def write_model_card(
+    output_dir: str | Path,
+    model: PixelM4PreTrainedModel | None = None,
+    renderer: PixelM4TextRenderer | None = None,
+    model_id: str | None = None,
+    **metadata,
+) -> Path:
+    """Write `model_card.md`, filled in, as `output_dir/README.md` (the Hub card).
 
-```python
-from transformers import AutoModel, AutoProcessor
+    `metadata` updates the card's YAML header (e.g. `base_model="Team-PIXEL/pixel-m4"`,
+    `datasets=[...]`, `language=[...]`, `license=...`, `tags=[...]`); None values are dropped.
+    `model_id` (default: the folder name) is what the usage snippets load. With `model` and
+    `renderer`, the card gets example outputs (cosine similarities of sentence embeddings) as
+    text and as static widget outputs.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
 
-renderer = AutoProcessor.from_pretrained("{Path(output_dir).name}", trust_remote_code=True)
-model = AutoModel.from_pretrained("{Path(output_dir).name}", trust_remote_code=True)
-inputs = renderer(["Hello world", "नमस्ते दुनिया"], return_tensors="pt")
-hidden = model(**inputs).last_hidden_state  # [batch, 1 + {config.num_patches}, {config.hidden_size}]
-```
-"""
-    )
+    output_dir = Path(output_dir)
+    card = ModelCard((Path(__file__).resolve().parent / "model_card.md").read_text())
+    data = card.data.to_dict()
+    data.update({key: value for key, value in metadata.items() if value is not None})
+    summary, max_patches, examples = "A pixel language model in the PIXEL-M4 format.", 529, ""
+    if model is not None:
+        config = model.config
+        size = sum(p.numel() for p in model.parameters())
+        summary = (
+            f"A pixel language model ({type(model).__name__}, {size / 1e6:.1f}M parameters, "
+            f"hidden size {config.hidden_size}, {config.num_hidden_layers} layers) in the "
+            f"PIXEL-M4 format."
+        )
+        max_patches = config.num_patches
+    if model is not None and renderer is not None:
+        encoder = getattr(model, "vit", model)
+        vectors = encoder.eval().embed(list(CARD_EXAMPLES), renderer, show_progress=False)
+        similarity = (vectors @ vectors[0]).tolist()
+        rows = [
+            f"| {text} | {score:.3f} |"
+            for text, score in zip(CARD_EXAMPLES, similarity, strict=True)
+        ]
+        examples = "| text | cosine similarity |\n|---|---|\n" + "\n".join(rows)
+        data["widget"] = [
+            {
+                "text": text,
+                "output": {"text": f"cosine similarity to '{CARD_EXAMPLES[0]}': {score:.3f}"},
+            }
+            for text, score in zip(CARD_EXAMPLES, similarity, strict=True)
+        ]
+    card.data = ModelCardData(**data)
+    text = str(card)
+    for name, value in {
+        "model_name": output_dir.name,
+        "model_id": model_id or output_dir.name,
+        "model_summary": summary,
+        "max_patches": str(max_patches),
+        "renderer_settings": (
+            "see preprocessor_config.json"
+            if renderer is None
+            else f"{renderer.render_mode} mode, {renderer.font_size} pt at {renderer.dpi} DPI, "
+            f"{renderer.pixels_per_patch} px patches"
+        ),
+        "example_outputs": examples or "(written when the card is made from a model and renderer)",
+    }.items():
+        text = text.replace("{{" + name + "}}", value)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "README.md").write_text(text, encoding="utf-8")
+    return output_dir / "README.md"
 
 
 def main(argv: list[str] | None = None) -> None:

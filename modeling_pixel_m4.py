@@ -386,6 +386,86 @@ class PixelM4Model(PixelM4PreTrainedModel):
             attention_mask=attention_mask,
         )
 
+    # ----------------------------------------------------------------------------- embeddings
+    @torch.no_grad()
+    def embed(
+        self,
+        texts: list[str] | None = None,
+        renderer=None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        layers: int | list[int] = -1,
+        normalize: bool = True,
+        batch_size: int = 32,
+        show_progress: bool = True,
+    ) -> torch.Tensor:
+        """Sentence embeddings: hidden states mean-pooled over the attended patches (CLS excluded).
+
+        Give `texts` + `renderer` (a `PixelM4TextRenderer`; rendered batch by batch) or rendered
+        `pixel_values` [N, C, P, P*L] (+ `attention_mask` [N, L]). `layers` index `hidden_states`:
+        0 = patch embeddings, i = output of block i (before the final LayerNorm), -1 = last block.
+        Returns float32 [N, D] for one layer, [N, len(layers), D] for a list; L2-normalised per
+        vector if `normalize`.
+        """
+        from tqdm.auto import tqdm
+
+        if (texts is None) == (pixel_values is None):
+            raise ValueError("embed() needs either texts (with renderer) or pixel_values, not both")
+        if texts is not None:
+            if renderer is None:
+                raise ValueError("embed(texts=...) needs renderer= (a PixelM4TextRenderer)")
+            texts = [texts] if isinstance(texts, str) else list(texts)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        indices = check_layers(self.config, layers)
+        if pixel_values is not None:
+            check_inputs(self.config, pixel_values, attention_mask)
+        total = len(texts) if texts is not None else pixel_values.shape[0]
+        pooled = []
+        for start in tqdm(
+            range(0, total, batch_size), desc="embedding", unit="batch", disable=not show_progress
+        ):
+            if texts is not None:
+                inputs = renderer(texts[start : start + batch_size], return_tensors="pt")
+                batch_pixels, batch_mask = inputs["pixel_values"], inputs["attention_mask"]
+            else:
+                batch_pixels = pixel_values[start : start + batch_size]
+                batch_mask = (
+                    None if attention_mask is None else attention_mask[start : start + batch_size]
+                )
+            output = self(
+                batch_pixels.to(self.device),
+                None if batch_mask is None else batch_mask.to(self.device),
+                output_hidden_states=True,
+            )
+            vectors = mean_pooled_layers(output, indices)
+            if normalize:
+                vectors = nn.functional.normalize(vectors, dim=-1)
+            pooled.append(vectors.cpu())
+        result = torch.cat(pooled)
+        return result[:, 0] if isinstance(layers, int) else result
+
+
+def check_layers(config: PixelM4Config, layers) -> list[int]:
+    """`layers` (an int or a list of ints indexing `hidden_states`) as a checked list."""
+    num_states = config.num_hidden_layers + 1
+    indices = [layers] if isinstance(layers, int) else list(layers)
+    if not indices or any(
+        isinstance(i, bool) or not isinstance(i, int) or not -num_states <= i < num_states
+        for i in indices
+    ):
+        raise ValueError(
+            f"layers must be an int or a non-empty list of ints in [-{num_states}, "
+            f"{num_states - 1}] (0 = embeddings, {num_states - 1} = last layer), got {layers!r}"
+        )
+    return indices
+
+
+def mean_pooled_layers(output: PixelM4ModelOutput, layers: list[int]) -> torch.Tensor:
+    """[B, len(layers), D] float32: each chosen hidden state averaged over the attended patches."""
+    states = [output.hidden_states[i] for i in layers]
+    return torch.stack([pool_patches(h, output.attention_mask, "mean") for h in states], 1).float()
+
 
 class PixelM4ForPreTraining(PixelM4PreTrainedModel):
     """Encoder + MAE decoder with span masking of text patches (the PIXEL-M4 objective)."""
@@ -502,6 +582,310 @@ def check_inputs(config: PixelM4Config, pixel_values, attention_mask) -> torch.T
 PixelM4Model.register_for_auto_class("AutoModel")
 PixelM4ForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 
+
+# ---------------------------------------------------------------------------------------------
+# Task heads: sequence classification, token classification, biaffine dependency parsing
+# ---------------------------------------------------------------------------------------------
+# Word-level heads take `word_spans` [B, W, 2]: the (start, end_exclusive) patch span of each word,
+# built by the data collator from the renderer's `word_patch_spans`. Padding words and words lost
+# to truncation have an empty span (start == end); they get no vector, no loss and no head role.
+
+
+def check_word_spans(word_spans: torch.Tensor, batch: int, num_patches: int) -> torch.Tensor:
+    if not isinstance(word_spans, torch.Tensor) or word_spans.dim() != 3:
+        raise ValueError(
+            "word_spans must be a tensor of shape (batch, num_words, 2) holding each word's "
+            "(start, end) patch span (see tasks_pixel_m4.WordTaskCollator), got "
+            f"{tuple(word_spans.shape) if isinstance(word_spans, torch.Tensor) else type(word_spans).__name__}"
+        )
+    if word_spans.shape[0] != batch or word_spans.shape[2] != 2:
+        raise ValueError(
+            f"word_spans must have shape ({batch}, num_words, 2), got {tuple(word_spans.shape)}"
+        )
+    starts, ends = word_spans[..., 0], word_spans[..., 1]
+    if bool(((starts < 0) | (ends < starts) | (ends > num_patches)).any()):
+        raise ValueError(
+            f"word_spans must satisfy 0 <= start <= end <= num_patches ({num_patches}) for every word"
+        )
+    return word_spans.long()
+
+
+def word_vectors(hidden_states: torch.Tensor, word_spans: torch.Tensor, mode: str) -> torch.Tensor:
+    """[B, 1+L, D] encoder output (CLS first) -> [B, W, D]: each word's `first` patch vector or the
+    `mean` of its patches; zeros for words with an empty span."""
+    patches = hidden_states[:, 1:]
+    starts, ends = word_spans[..., 0], word_spans[..., 1]
+    present = (ends > starts)[..., None].to(patches.dtype)  # [B, W, 1]
+    if mode == "first":
+        index = starts.clamp(max=patches.shape[1] - 1)[..., None].expand(-1, -1, patches.shape[-1])
+        return patches.gather(1, index) * present
+    if mode == "mean":
+        positions = torch.arange(patches.shape[1], device=patches.device)
+        inside = (positions >= starts[..., None]) & (positions < ends[..., None])  # [B, W, L]
+        weights = inside.to(patches.dtype)
+        return weights @ patches / weights.sum(-1, keepdim=True).clamp(min=1)
+    raise ValueError(f"word pooling must be 'first' or 'mean', got {mode!r}")
+
+
+def check_labels(name: str, labels: torch.Tensor, num_labels: int) -> None:
+    """Class ids must lie in [0, num_labels) or be -100 (ignored)."""
+    bad = (labels != -100) & ((labels < 0) | (labels >= num_labels))
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name} must be class ids in [0, {num_labels}) or -100 (ignored), got "
+            f"{sorted(set(labels[bad].tolist()))[:5]}; check the label list (config.id2label)"
+        )
+
+
+@dataclass
+class PixelM4TaskOutput(ModelOutput):
+    """`logits` [B, num_labels] (sequence) or [B, W, num_labels] (token classification)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
+    """Pooled patches (config.pooling_mode: mean over attended patches, cls or max) -> linear.
+
+    Loss as in transformers' heads, chosen by config.problem_type (inferred when unset):
+    regression (MSE; num_labels == 1), single-label (cross
+    entropy on int labels) or multi-label (BCE on float multi-hot labels [B, num_labels]).
+    """
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.vit = PixelM4Model(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> PixelM4TaskOutput:
+        encoded = self.vit(
+            pixel_values, attention_mask, output_hidden_states=output_hidden_states, **kwargs
+        )
+        pooled = pool_patches(
+            encoded.last_hidden_state, encoded.attention_mask, self.config.pooling_mode
+        )
+        logits = self.classifier(self.dropout(pooled))
+        loss = None if labels is None else self.classification_loss(logits, labels)
+        return PixelM4TaskOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states)
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            return nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+        if self.config.problem_type == "single_label_classification":
+            check_labels("labels", labels, self.num_labels)
+            return nn.functional.cross_entropy(logits.float(), labels.view(-1))
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"multi-label labels must be multi-hot of shape {tuple(logits.shape)}, "
+                f"got {tuple(labels.shape)}"
+            )
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
+    """One label per word from its first patch (config.word_pooling="first", the paper's choice)
+    or the mean of its patches ("mean"); labels [B, W] with -100 where ignored."""
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.vit = PixelM4Model(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        word_spans: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> PixelM4TaskOutput:
+        word_spans = check_word_spans(word_spans, pixel_values.shape[0], self.config.num_patches)
+        encoded = self.vit(
+            pixel_values, attention_mask, output_hidden_states=output_hidden_states, **kwargs
+        )
+        words = word_vectors(encoded.last_hidden_state, word_spans, self.config.word_pooling)
+        logits = self.classifier(self.dropout(words))  # [B, W, num_labels]
+        loss = None
+        if labels is not None:
+            if labels.shape != word_spans.shape[:2]:
+                raise ValueError(
+                    f"labels must have shape {tuple(word_spans.shape[:2])} (batch, num_words) like "
+                    f"word_spans, got {tuple(labels.shape)}"
+                )
+            check_labels("labels", labels, self.num_labels)
+            # words without patches (truncated) cannot be predicted: leave them out of the loss
+            targets = labels.masked_fill(word_spans[..., 1] <= word_spans[..., 0], -100)
+            loss = nn.functional.cross_entropy(
+                logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100
+            )
+        return PixelM4TaskOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states)
+
+
+class PixelM4Biaffine(nn.Module):
+    """x [B, N, d], y [B, M, d] -> [B, N, M, out]: x_i^T U_o y_j with a bias unit appended to x
+    (and to y if `bias_y`), so the product also holds linear terms (Dozat & Manning 2017)."""
+
+    def __init__(self, size: int, out_features: int, bias_y: bool):
+        super().__init__()
+        self.bias_y = bias_y
+        self.weight = nn.Parameter(torch.zeros(out_features, size + 1, size + int(bias_y)))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x, x.new_ones(*x.shape[:-1], 1)], -1)
+        if self.bias_y:
+            y = torch.cat([y, y.new_ones(*y.shape[:-1], 1)], -1)
+        return torch.einsum("bnx,oxy,bmy->bnmo", x, self.weight, y)
+
+
+@dataclass
+class PixelM4ParsingOutput(ModelOutput):
+    """`arc_logits` [B, W, 1+W]: score of each head (0 = ROOT, j = word j) for each word;
+    impossible heads (padding, truncated words, the word itself) hold the dtype's minimum.
+    `rel_logits` [B, W, 1+W, num_labels]: relation scores for every (word, head) pair.
+    `word_mask` [B, W]: 1 for words that were rendered (have patches), for decoding."""
+
+    loss: torch.Tensor | None = None
+    arc_logits: torch.Tensor | None = None
+    rel_logits: torch.Tensor | None = None
+    word_mask: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
+    """Biaffine dependency parser (Dozat & Manning 2017) on PIXEL-M4, as in Rust et al. 2023.
+
+    Word vectors are the mean of each word's patches, the CLS vector stands for ROOT. Separate
+    MLPs give each word a dependent and a head view for arcs (biaffine_arc_size) and relations
+    (biaffine_rel_size); a biaffine product scores every (word, head) pair and a bilinear one
+    labels it. Loss: cross entropy over the heads of each word + over the relations at the gold
+    head. Decode trees with `tasks_pixel_m4.decode_trees` (Chu-Liu-Edmonds, one root).
+    Labels: `arc_labels` [B, W] (0 = ROOT, j = word j, 1-based) and `rel_labels` [B, W]
+    (ids of config.id2label), -100 where ignored.
+    """
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.vit = PixelM4Model(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+
+        def mlp(size: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(config.hidden_size, size),
+                nn.LeakyReLU(0.1),
+                nn.Dropout(config.classifier_dropout),
+            )
+
+        self.arc_dependent = mlp(config.biaffine_arc_size)
+        self.arc_head = mlp(config.biaffine_arc_size)
+        self.rel_dependent = mlp(config.biaffine_rel_size)
+        self.rel_head = mlp(config.biaffine_rel_size)
+        self.arc_scorer = PixelM4Biaffine(config.biaffine_arc_size, 1, bias_y=False)
+        self.rel_scorer = PixelM4Biaffine(config.biaffine_rel_size, config.num_labels, bias_y=True)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        word_spans: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        arc_labels: torch.Tensor | None = None,
+        rel_labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> PixelM4ParsingOutput:
+        word_spans = check_word_spans(word_spans, pixel_values.shape[0], self.config.num_patches)
+        encoded = self.vit(
+            pixel_values, attention_mask, output_hidden_states=output_hidden_states, **kwargs
+        )
+        hidden = encoded.last_hidden_state
+        words = word_vectors(hidden, word_spans, "mean")
+        nodes = self.dropout(torch.cat([hidden[:, :1], words], 1))  # [B, 1+W, D], ROOT first
+        words = nodes[:, 1:]
+
+        word_mask = word_spans[..., 1] > word_spans[..., 0]  # [B, W]
+        head_mask = torch.cat([word_mask.new_ones(word_mask.shape[0], 1), word_mask], 1)
+        positions = torch.arange(words.shape[1] + 1, device=words.device)
+        not_self = positions[None, :] != positions[1:, None]  # [W, 1+W]: word i is node i + 1
+        allowed = head_mask[:, None, :] & not_self[None]  # [B, W, 1+W]
+
+        arc_logits = self.arc_scorer(self.arc_dependent(words), self.arc_head(nodes))[..., 0]
+        arc_logits = arc_logits.masked_fill(~allowed, torch.finfo(arc_logits.dtype).min)
+        rel_logits = self.rel_scorer(self.rel_dependent(words), self.rel_head(nodes))
+
+        loss = None
+        if arc_labels is not None or rel_labels is not None:
+            loss = self.parsing_loss(arc_logits, rel_logits, arc_labels, rel_labels, allowed)
+        return PixelM4ParsingOutput(
+            loss=loss,
+            arc_logits=arc_logits,
+            rel_logits=rel_logits,
+            word_mask=word_mask.long(),
+            hidden_states=encoded.hidden_states,
+        )
+
+    def parsing_loss(self, arc_logits, rel_logits, arc_labels, rel_labels, allowed):
+        """Mean cross entropy over scorable words: the word has patches and its gold head exists."""
+        if arc_labels is None or rel_labels is None:
+            raise ValueError("give both arc_labels and rel_labels (or neither)")
+        expected = tuple(arc_logits.shape[:2])
+        for name, labels in (("arc_labels", arc_labels), ("rel_labels", rel_labels)):
+            if tuple(labels.shape) != expected:
+                raise ValueError(
+                    f"{name} must have shape {expected} (batch, num_words) like word_spans, "
+                    f"got {tuple(labels.shape)}"
+                )
+        check_labels("arc_labels", arc_labels, arc_logits.shape[2])
+        check_labels("rel_labels", rel_labels, self.num_labels)
+        heads = arc_labels.clamp(min=0)
+        scorable = (arc_labels != -100) & allowed.gather(2, heads[..., None])[..., 0]
+        arc_loss = nn.functional.cross_entropy(
+            arc_logits.float()[scorable], arc_labels[scorable], reduction="sum"
+        )
+        index = heads[..., None, None].expand(-1, -1, 1, rel_logits.shape[-1])
+        at_gold_head = rel_logits.gather(2, index)[:, :, 0]  # [B, W, num_labels]
+        rel_scorable = scorable & (rel_labels != -100)
+        rel_loss = nn.functional.cross_entropy(
+            at_gold_head.float()[rel_scorable], rel_labels[rel_scorable], reduction="sum"
+        )
+        return (arc_loss + rel_loss) / scorable.sum().clamp(min=1)
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, PixelM4Biaffine):
+            init.zeros_(module.weight)  # as Dozat & Manning: scores start at zero
+
+
+PixelM4ForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+PixelM4ForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
+# transformers has no Auto class for parsing and `register_for_auto_class` only accepts existing
+# ones: a saved parser's config maps "AutoModel" to the parser, so
+# `AutoModel.from_pretrained(parser_folder, trust_remote_code=True)` returns the parser.
+PixelM4ForBiaffineParsing.register_for_auto_class("AutoModel")
+
 __all__ = [
     "PixelM4PreTrainedModel",
     "PixelM4Model",
@@ -509,7 +893,12 @@ __all__ = [
     "patchify",
     "unpatchify",
     "pool_patches",
+    "mean_pooled_layers",
     "sincos_position_embedding",
     "span_mask",
     "random_mask",
+    "PixelM4ForSequenceClassification",
+    "PixelM4ForTokenClassification",
+    "PixelM4ForBiaffineParsing",
+    "word_vectors",
 ]

@@ -15,10 +15,13 @@ Decisions worth knowing (also in the class docstring):
 * The native libraries (fontconfig, cairo, pango) are loaded with cffi when the first renderer
   is constructed, so importing this module works on machines without Pango; constructing a
   renderer there raises one ImportError saying what to install.
-* A pair's ink is clipped to its own patches. That makes a patch a function of its pair alone,
-  which is what lets the cache reproduce the uncached rendering byte for byte. (The original
-  renderer did not clip; the two only differ where a glyph's ink overhangs its logical box by
-  more than the rest of the patch.)
+* Nothing is clipped: as in the published renderer, every layout is drawn on one strip, so ink
+  that overhangs a pair's patches (negative bearings, marks shaped alone with their dotted
+  circle, wide glyphs) lands in the neighbouring patches. The caches store coverage (alpha)
+  with all of its ink and composite it with pixman's own OVER arithmetic, or let cairo redraw
+  where that could round differently, so cached strips equal the uncached ones byte for byte
+  (see "The caches" below). Ink left of the strip is lost, ink on the separator / end patch is
+  painted over, everything after the end patch is white.
 * Control characters (Unicode Cc/Cf, except ZWJ/ZWNJ) are dropped before rendering; the
   whitespace ones (newline, tab, ...) act as word separators.
 * Every mode ends with one black end patch, also ``word_bigram`` (so ``num_patches`` is always
@@ -54,6 +57,7 @@ _DEFAULT_PIXELS_PER_PATCH = {"bigram": 16, "continuous": 16, "word_bigram": 24}
 _CONTINUOUS_MARGIN = 2  # px of white before and after a continuous text (original PIXEL)
 _CJK_FAMILY = "Noto Sans CJK SC"  # preferred face of the CJK collection (Chinese)
 _KEPT_FORMAT_CHARS = {"\u200c", "\u200d"}  # ZWNJ / ZWJ shape Indic and Arabic text
+_WHITE = np.float32(255)  # uint8 pixel / _WHITE -> float32 in [0, 1]
 
 _MISSING_LIBRARIES = (
     "pixel-m4 needs the system libraries Pango (>=1.44) and Cairo: sudo apt-get install "
@@ -87,14 +91,13 @@ cairo_surface_t *cairo_image_surface_create(int format, int width, int height);
 unsigned char *cairo_image_surface_get_data(cairo_surface_t *surface);
 int cairo_image_surface_get_stride(cairo_surface_t *surface);
 void cairo_surface_flush(cairo_surface_t *surface);
+void cairo_surface_mark_dirty(cairo_surface_t *surface);
 void cairo_surface_destroy(cairo_surface_t *surface);
 cairo_t *cairo_create(cairo_surface_t *target);
 void cairo_destroy(cairo_t *cr);
-void cairo_save(cairo_t *cr);
-void cairo_restore(cairo_t *cr);
-void cairo_rectangle(cairo_t *cr, double x, double y, double width, double height);
-void cairo_clip(cairo_t *cr);
 void cairo_move_to(cairo_t *cr, double x, double y);
+void cairo_rectangle(cairo_t *cr, double x, double y, double width, double height);
+void cairo_fill(cairo_t *cr);
 cairo_font_options_t *cairo_font_options_create(void);
 void cairo_font_options_set_antialias(cairo_font_options_t *options, int antialias);
 void cairo_font_options_set_hint_style(cairo_font_options_t *options, int hint_style);
@@ -118,6 +121,14 @@ void pango_layout_set_auto_dir(PangoLayout *layout, gboolean auto_dir);
 void pango_layout_get_pixel_extents(PangoLayout *layout, PangoRectangle *ink, PangoRectangle *logical);
 int pango_layout_get_unknown_glyphs_count(PangoLayout *layout);
 void pango_layout_index_to_pos(PangoLayout *layout, int index, PangoRectangle *pos);
+/* Leading fields only (read through pointers, never allocated here): a layout's glyph count. */
+typedef struct _GSList GSList;
+struct _GSList { gpointer data; GSList *next; };
+typedef struct { int num_glyphs; } PangoGlyphString;
+typedef struct { gpointer item; PangoGlyphString *glyphs; } PangoGlyphItem;
+typedef struct { gpointer layout; int start_index; int length; GSList *runs; } PangoLayoutLine;
+int pango_layout_get_line_count(PangoLayout *layout);
+PangoLayoutLine *pango_layout_get_line_readonly(PangoLayout *layout, int line);
 
 PangoFontMap *pango_cairo_font_map_new_for_font_type(int fonttype);
 void pango_cairo_context_set_font_options(PangoContext *context, const cairo_font_options_t *options);
@@ -247,10 +258,26 @@ class _FontSetup:
         pango.pango_layout_set_text(layout, encoded, len(encoded))
         return layout
 
+    def ink_columns(self, layout) -> tuple[int, int]:
+        """[left, right) pixel columns of the layout's ink, relative to its origin."""
+        ink = self.native.ffi.new("PangoRectangle *")
+        self.native.pango.pango_layout_get_pixel_extents(layout, ink, self.native.ffi.NULL)
+        return ink.x, ink.x + ink.width
+
     def logical_size(self, layout) -> tuple[int, int]:
         logical = self.native.ffi.new("PangoRectangle *")
         self.native.pango.pango_layout_get_pixel_extents(layout, self.native.ffi.NULL, logical)
         return logical.width, logical.height
+
+    def glyph_count(self, layout) -> int:
+        ffi, pango = self.native.ffi, self.native.pango
+        count = 0
+        for index in range(pango.pango_layout_get_line_count(layout)):
+            runs = pango.pango_layout_get_line_readonly(layout, index).runs
+            while runs != ffi.NULL:
+                count += ffi.cast("PangoGlyphItem *", runs.data).glyphs.num_glyphs
+                runs = runs.next
+        return count
 
     def unknown_glyphs(self, layout) -> int:
         return self.native.pango.pango_layout_get_unknown_glyphs_count(layout)
@@ -270,31 +297,45 @@ def _font_setup(font_files: list[str], description: str, key: str) -> _FontSetup
 
 
 class _Canvas:
-    """An A8 cairo surface of height P; pixels come out as 255 - alpha (white background)."""
+    """An A8 cairo surface of height P (alpha = ink coverage, 0 = none); nothing is clipped.
+
+    One extra column right of `width` is inked at once, so cairo never sees a clear surface:
+    on a clear surface it composites a layout's glyphs differently (overlapping glyphs of one
+    layout add up instead of going OVER each other), which would make the first layout of an
+    A8 strip differ from the published renderer's white RGB surface and from the cache.
+    """
 
     def __init__(self, native: _Native, width: int, height: int):
         self.native, self.width, self.height = native, width, height
-        self.surface = native.cairo.cairo_image_surface_create(_CAIRO_FORMAT_A8, width, height)
-        self.cr = native.cairo.cairo_create(self.surface)
+        cairo = native.cairo
+        self.surface = cairo.cairo_image_surface_create(_CAIRO_FORMAT_A8, width + 1, height)
+        self.cr = cairo.cairo_create(self.surface)
+        cairo.cairo_rectangle(self.cr, width, 0, 1, height)
+        cairo.cairo_fill(self.cr)
 
-    def draw(self, setup: _FontSetup, placed: list[tuple], clip: tuple[int, int]):
-        """Draw (layout, x, y) triples, clipped to the columns [clip[0], clip[1])."""
-        cairo = self.native.cairo
-        cairo.cairo_save(self.cr)
-        cairo.cairo_rectangle(self.cr, clip[0], 0, clip[1] - clip[0], self.height)
-        cairo.cairo_clip(self.cr)
+    def draw(self, placed: list[tuple]):
+        """Draws (layout, x, y) triples in order, each with its own pango_cairo_show_layout."""
         for layout, x, y in placed:
-            cairo.cairo_move_to(self.cr, x, y)
+            self.native.cairo.cairo_move_to(self.cr, x, y)
             self.native.pangocairo.pango_cairo_show_layout(self.cr, layout)
-        cairo.cairo_restore(self.cr)
 
-    def pixels(self) -> np.ndarray:
+    def _data(self) -> np.ndarray:
+        """The surface's memory as a writable uint8 [height, width] view."""
         cairo, ffi = self.native.cairo, self.native.ffi
-        cairo.cairo_surface_flush(self.surface)
         stride = cairo.cairo_image_surface_get_stride(self.surface)
         data = ffi.buffer(cairo.cairo_image_surface_get_data(self.surface), stride * self.height)
-        alpha = np.frombuffer(data, dtype=np.uint8).reshape(self.height, stride)[:, : self.width]
-        return 255 - alpha  # a copy, independent of the surface
+        return np.frombuffer(data, dtype=np.uint8).reshape(self.height, stride)[:, : self.width]
+
+    def alpha(self) -> np.ndarray:
+        """A copy of the coverage, uint8 [height, width]."""
+        self.native.cairo.cairo_surface_flush(self.surface)
+        return self._data().copy()
+
+    def set_alpha(self, alpha: np.ndarray):
+        """Starts from the coverage `alpha` (uint8 [height, width]) instead of an empty canvas."""
+        self.native.cairo.cairo_surface_flush(self.surface)
+        self._data()[...] = alpha
+        self.native.cairo.cairo_surface_mark_dirty(self.surface)
 
     def close(self):
         self.native.cairo.cairo_destroy(self.cr)
@@ -371,7 +412,7 @@ def _font_families(path: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Text clean-up and segmentation
 # --------------------------------------------------------------------------------------------
-def _clean_words(text: str) -> list[str]:
+def clean_words(text: str) -> list[str]:
     """Whitespace-split words after dropping control/format characters (not ZWJ/ZWNJ)."""
     if text.isprintable():  # fast path: no Cc/Cf characters (isprintable is False for them)
         return text.split()
@@ -404,18 +445,126 @@ def _word_pairs(word: str, mode: str, group_graphemes: bool) -> list[tuple[str, 
 
 
 # --------------------------------------------------------------------------------------------
-# The patch cache: a pair's rendering depends only on (font setup, size, dpi, P, pair).
-# Process-wide, bounded LRU; inherited by forked workers (plain numpy data).
+# The caches. A pair's rendering depends only on (font setup, size, dpi, P, pair), a word's on
+# that and the pairing rule. Both are process-wide bounded LRUs of coverage (alpha) arrays,
+# inherited by forked workers (plain numpy data).
+#
+# Why cached == uncached byte for byte: cairo draws a one-glyph layout as one OVER composite of
+# its coverage m onto the A8 strip, d' = m + MUL_UN8(d, 255 - m) (pixman). The unit drawn alone
+# on an empty (but not "clear", see `_Canvas`) surface yields m itself, so replaying composites
+# in the same order with the same arithmetic (`_over_into`) reproduces the strip exactly. A
+# piece made of several composites (a pair, a word) can be composited as one wherever the
+# surface below is empty or exactly one one-glyph composite of the piece inked the pixel (then
+# the piece's coverage is that m). Its other pixels are "fragile": two units met there, or a
+# unit with several glyphs / a tofu box, whose parts cairo composites one by one, so rounding
+# could differ. Where a fragile pixel would land on existing ink, cairo itself draws the piece
+# onto a copy of what is below (`_draw_placed`), which is cairo's result by construction.
 # --------------------------------------------------------------------------------------------
 @dataclass
-class _PairPatch:
-    pixels: np.ndarray  # uint8 [P, P * num_patches]
+class _Ink:
+    """Coverage drawn at origin + offset: alpha uint8 [P, width], cropped to inked columns."""
+
+    offset: int
+    alpha: np.ndarray
+    fragile: np.ndarray | None = None  # bool [P, width] (see above); None if no pixel is
+
+
+@dataclass
+class _PairInk:
+    ink: _Ink  # offset from the pair's first column
     num_patches: int
     missing: int
     text: str
 
 
-_pair_cache: OrderedDict[tuple, _PairPatch] = OrderedDict()
+@dataclass
+class _WordInk:
+    ink: _Ink  # offset from the word's first column
+    num_patches: int
+    missing: int
+    missing_text: str
+
+
+_pair_cache: OrderedDict[tuple, _PairInk] = OrderedDict()
+_word_cache: OrderedDict[tuple, _WordInk] = OrderedDict()
+
+
+def cache_info() -> dict[str, int]:
+    """Entries and array bytes of this process's pair and word caches.
+
+    Python objects add about 0.7 KB per entry on top of the arrays (see docs/rendering.md).
+    """
+    with _lock:
+        pair_bytes = sum(_ink_bytes(pair.ink) for pair in _pair_cache.values())
+        word_bytes = sum(_ink_bytes(word.ink) for word in _word_cache.values())
+        return {
+            "pairs": len(_pair_cache),
+            "pair_array_bytes": pair_bytes,
+            "words": len(_word_cache),
+            "word_array_bytes": word_bytes,
+        }
+
+
+def _ink_bytes(ink: _Ink) -> int:
+    return ink.alpha.nbytes + (0 if ink.fragile is None else ink.fragile.nbytes)
+
+
+def _lru_get(cache: OrderedDict, key):
+    value = cache.get(key)
+    if value is not None:
+        cache.move_to_end(key)
+    return value
+
+
+def _lru_put(cache: OrderedDict, key, value, size: int):
+    cache[key] = value
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+def _over_into(dest: np.ndarray, alpha: np.ndarray, x: int):
+    """dest[:, x : x + width] = alpha OVER dest (clipped to dest), in pixman's A8 arithmetic.
+
+    OVER with an opaque source through coverage s: d' = s + MUL_UN8(d, 255 - s), where
+    MUL_UN8(a, b) = (t + (t >> 8)) >> 8 with t = a * b + 0x80 (round(a * b / 255) exactly).
+    The sum never exceeds 255, so pixman's saturating add never saturates here.
+    """
+    start, stop = max(x, 0), min(x + alpha.shape[1], dest.shape[1])
+    if start >= stop:
+        return
+    source = alpha[:, start - x : stop - x]
+    region = dest[:, start:stop]
+    t = region.astype(np.uint16) * (255 - source) + 128  # <= 65153: fits uint16
+    region[...] = source + ((t + (t >> 8)) >> 8)
+
+
+def _assemble(pieces: list[_Ink], height: int) -> tuple[_Ink, bool]:
+    """Composites pieces (offsets in one frame) in order onto an empty buffer.
+
+    Returns the coverage with its fragile pixels, and whether it is exact: False if a piece's
+    fragile pixel landed on ink of an earlier piece (then cairo must draw it, see above).
+    """
+    pieces = [piece for piece in pieces if piece.alpha.shape[1]]
+    left = min((piece.offset for piece in pieces), default=0)
+    right = max((piece.offset + piece.alpha.shape[1] for piece in pieces), default=0)
+    coverage = np.zeros((height, right - left), dtype=np.uint8)
+    fragile = np.zeros(coverage.shape, dtype=bool)
+    exact, ink_end = True, 0  # no ink right of ink_end yet
+    for piece in pieces:
+        x, width = piece.offset - left, piece.alpha.shape[1]
+        if x >= ink_end:  # nothing below: a copy
+            coverage[:, x : x + width] = piece.alpha
+            if piece.fragile is not None:
+                fragile[:, x : x + width] |= piece.fragile
+        else:
+            below = coverage[:, x : x + width] > 0
+            if piece.fragile is not None:
+                exact = exact and not (below & piece.fragile).any()
+                fragile[:, x : x + width] |= piece.fragile
+            fragile[:, x : x + width] |= below & (piece.alpha > 0)
+            _over_into(coverage, piece.alpha, x)
+        ink_end = max(ink_end, x + width)
+    return _Ink(left, coverage, fragile if fragile.any() else None), exact
 
 
 @dataclass
@@ -443,6 +592,7 @@ class _Strip:
     overflow: int = 0
     missing: int = 0
     missing_sample: str = ""
+    ink_end: int = 0  # the strip holds no ink right of this column (cached path)
 
     def add_missing(self, count: int, text: str):
         self.missing += count
@@ -464,8 +614,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         max_seq_length: patches per strip, the end patch included.
         group_graphemes: pair grapheme clusters instead of code points (bigram, word_bigram);
             keeps Devanagari conjuncts and Thai vowels whole. Off: reproduces the checkpoints.
-        cache_size: entries of the process-wide LRU of rendered pairs; 0 renders every pair
-            straight into the strip (slow; the reference the cache is tested against).
+        cache_size: entries of the process-wide LRU of rendered pairs (bigram, word_bigram);
+            0 draws every unit straight onto the strip (slow; the reference the caches are
+            tested against byte for byte) and turns the word cache off too.
+        word_cache_size: entries of the process-wide LRU of rendered words (coverage + patch
+            count), so a sentence is assembled from about one copy per word; 0 assembles every
+            word from its cached pairs. About 2.6 KB per word (a pair: 1 KB).
 
     Text pairs: text, one black separator patch, text_pair, the black end patch. Truncation
     drops whole words from the end of the sequence (text_pair's first) until the strip fits.
@@ -484,6 +638,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         max_seq_length: int = 529,
         group_graphemes: bool = False,
         cache_size: int = 65536,
+        word_cache_size: int = 16384,
         **kwargs,
     ):
         kwargs.pop("image_processor_type", None)
@@ -503,9 +658,8 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         )
         self.max_seq_length = _positive_int("max_seq_length", max_seq_length)
         self.group_graphemes = bool(group_graphemes)
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
-        self.cache_size = cache_size
+        self.cache_size = _non_negative_int("cache_size", cache_size)
+        self.word_cache_size = _non_negative_int("word_cache_size", word_cache_size)
         self.font_file = _resolve_font_files(font_file)
         self._family = self._families_for_description()
         self._description = f"{self._family} {self.font_size_px!r}px"
@@ -514,6 +668,8 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             description=self._description,
             pixels_per_patch=self.pixels_per_patch,
         )
+        # a word's rendering also depends on how it is cut into pairs
+        self._word_key = (self._setup_key, self.render_mode, self.group_graphemes)
         self._warned_missing = False
         # Build the Pango state now, so a corrupt font fails at construction.
         with _lock:
@@ -603,33 +759,39 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         if kwargs:
             logger.warning("PixelM4TextRenderer ignores the arguments %s", sorted(kwargs))
         texts, pairs = _as_batch(text, text_pair)
-        rendered = [self.render(one, pair) for one, pair in zip(texts, pairs, strict=True)]
-        strips = np.stack([example.pixels for example in rendered]).astype(np.float32) / 255.0
-        num_patches = np.array([example.num_patches for example in rendered], dtype=np.int64)
-        positions = np.arange(self.max_seq_length)[None, :]
+        patch, length = self.pixels_per_patch, self.max_seq_length
+        # filled in place, one example at a time: memory is the output plus one strip
+        pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
+        num_patches, overflow, missing, spans, counts = [], [], [], [], []
+        for index, (one, pair) in enumerate(zip(texts, pairs, strict=True)):
+            example = self.render(one, pair)
+            np.divide(example.pixels, _WHITE, out=pixel_values[index, 0], dtype=np.float32)
+            pixel_values[index, 1:] = pixel_values[index, 0]
+            num_patches.append(example.num_patches)
+            overflow.append(example.overflow)
+            missing.append(example.missing_glyphs)
+            spans.append(example.word_patch_spans)
+            counts.append(example.word_patch_counts)
+        num_patches = np.array(num_patches, dtype=np.int64)
         data = {
-            "pixel_values": np.repeat(strips[:, None], 3, axis=1),
-            "attention_mask": (positions < num_patches[:, None]).astype(np.int64),
+            "pixel_values": pixel_values,
+            "attention_mask": (np.arange(length)[None, :] < num_patches[:, None]).astype(np.int64),
             "num_patches": num_patches,
-            "overflow": np.array([example.overflow for example in rendered], dtype=np.int64),
-            "missing_glyphs": np.array(
-                [example.missing_glyphs for example in rendered], dtype=np.int64
-            ),
+            "overflow": np.array(overflow, dtype=np.int64),
+            "missing_glyphs": np.array(missing, dtype=np.int64),
         }
         batch = BatchFeature(data=data, tensor_type=return_tensors)
         if return_word_spans:
             # ragged python lists, kept out of the tensor conversion
-            batch["word_patch_spans"] = [example.word_patch_spans for example in rendered]
+            batch["word_patch_spans"] = spans
             if self.render_mode == "word_bigram":
-                batch["word_patch_counts"] = [example.word_patch_counts for example in rendered]
+                batch["word_patch_counts"] = counts
         return batch
 
     def render(self, text, text_pair=None) -> RenderedText:
         """Renders one example (a text, optionally with a second text) to a numpy strip."""
-        words = _clean_words(_check_text("text", text))
-        pair_words = (
-            None if text_pair is None else _clean_words(_check_text("text_pair", text_pair))
-        )
+        words = clean_words(_check_text("text", text))
+        pair_words = None if text_pair is None else clean_words(_check_text("text_pair", text_pair))
         if pair_words is not None and self.max_seq_length < 2:
             raise ValueError(
                 "max_seq_length must be >= 2 to render a text pair (separator + end patch), "
@@ -647,20 +809,29 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         patch = self.pixels_per_patch
         # the end patch and a pair's separator are reserved
         strip = _Strip(budget=self.max_seq_length - len(segments))
-        pixels = np.full((patch, patch * self.max_seq_length), 255, dtype=np.uint8)
         with _lock:
             setup = self._setup()
-            canvas = None if self.cache_size else _Canvas(setup.native, pixels.shape[1], patch)
-            try:
-                self._place_segments(setup, segments, strip, pixels, canvas)
-                if canvas is not None:
-                    pixels = canvas.pixels()
-            finally:
-                if canvas is not None:
+            if self.cache_size:
+                alpha = np.zeros((patch, patch * self.max_seq_length), dtype=np.uint8)
+                self._place_segments(
+                    segments, strip, lambda word: self._place_word(setup, word, strip, alpha)
+                )
+            else:
+                canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
+                try:
+                    self._place_segments(
+                        segments,
+                        strip,
+                        lambda word: self._draw_word_on_strip(setup, word, strip, canvas),
+                    )
+                    alpha = canvas.alpha()
+                finally:
                     canvas.close()
-        return self._finish(pixels, strip, sum(len(words) for words in segments))
+        return self._finish(alpha, strip, sum(len(words) for words in segments))
 
-    def _place_segments(self, setup, segments, strip: _Strip, pixels, canvas):
+    @staticmethod
+    def _place_segments(segments, strip: _Strip, place_word):
+        """Places words left to right; `place_word(word)` is False if the word does not fit."""
         words_left = sum(len(words) for words in segments)
         for index, words in enumerate(segments):
             if index == 1:  # separator between text and text_pair, placed even after overflow
@@ -670,48 +841,23 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             for word in words:
                 if strip.overflow:
                     break
-                if not self._place_word(setup, word, strip, pixels, canvas):
+                start = strip.cursor
+                if not place_word(word):
                     strip.overflow = words_left
                     break
+                strip.spans.append((start, strip.cursor))
+                strip.counts.append(strip.cursor - start)
                 words_left -= 1
 
-    def _place_word(self, setup, word: str, strip: _Strip, pixels, canvas) -> bool:
-        """Places a word's pairs at the cursor; False (nothing placed) if it does not fit."""
+    def _draw_word_on_strip(self, setup, word: str, strip: _Strip, canvas: _Canvas) -> bool:
+        """The reference path: every unit shaped with its own layout and drawn on the strip."""
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
-        start = strip.cursor
-        if canvas is None:
-            placed = self._place_cached_pairs(setup, pairs, strip, pixels)
-        else:
-            placed = self._draw_pairs(setup, pairs, strip, canvas)
-        if placed:
-            strip.spans.append((start, strip.cursor))
-            strip.counts.append(strip.cursor - start)
-        return placed
-
-    def _place_cached_pairs(self, setup, pairs, strip: _Strip, pixels) -> bool:
-        items = [self._cached_pair(setup, pair) for pair in pairs]
-        if strip.cursor + sum(item.num_patches for item in items) > strip.budget:
-            return False
-        x = strip.cursor * self.pixels_per_patch
-        for item in items:
-            width = item.pixels.shape[1]
-            pixels[:, x : x + width] = item.pixels
-            x += width
-            strip.cursor += item.num_patches
-            if item.missing:
-                strip.add_missing(item.missing, item.text)
-        return True
-
-    def _draw_pairs(self, setup, pairs, strip: _Strip, canvas: _Canvas) -> bool:
-        """The uncached path: every character shaped with its own layout, drawn in the strip."""
-        patch = self.pixels_per_patch
         measured = [self._measure_pair(setup, pair) for pair in pairs]
         try:
             if strip.cursor + sum(num_patches for _, num_patches, _ in measured) > strip.budget:
                 return False
             for pair, (layouts, num_patches, missing) in zip(pairs, measured, strict=True):
-                x = strip.cursor * patch
-                canvas.draw(setup, self._placements(layouts, x), (x, x + num_patches * patch))
+                canvas.draw(self._placements(layouts, strip.cursor * self.pixels_per_patch))
                 strip.cursor += num_patches
                 if missing:
                     strip.add_missing(missing, "".join(pair))
@@ -719,6 +865,125 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         finally:
             for layouts, _, _ in measured:
                 self._free_layouts(setup, layouts)
+
+    def _place_word(self, setup, word: str, strip: _Strip, alpha: np.ndarray) -> bool:
+        """The cached path: composites the word's coverage at the cursor (see "The caches")."""
+        word_ink = self._word_ink(setup, word)
+        if strip.cursor + word_ink.num_patches > strip.budget:
+            return False
+        origin = strip.cursor * self.pixels_per_patch
+        ink = word_ink.ink
+        x, width = origin + ink.offset, ink.alpha.shape[1]
+        if width:
+            if strip.ink_end <= x and x + width <= alpha.shape[1]:
+                alpha[:, x : x + width] = ink.alpha  # nothing drawn there yet: a copy is exact
+            elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
+                start, stop = max(x, 0), min(x + width, alpha.shape[1])
+                alpha[:, start:stop] = self._draw_word_over(
+                    setup, word, alpha[:, start:stop], origin - start
+                )
+            else:
+                _over_into(alpha, ink.alpha, x)
+            strip.ink_end = max(strip.ink_end, x + width)
+        strip.cursor += word_ink.num_patches
+        if word_ink.missing:
+            strip.add_missing(word_ink.missing, word_ink.missing_text)
+        return True
+
+    @staticmethod
+    def _fragile_pixels_inked(alpha: np.ndarray, x: int, fragile, ink_end: int) -> bool:
+        if fragile is None:
+            return False
+        start, stop = max(x, 0), min(x + fragile.shape[1], ink_end, alpha.shape[1])
+        if start >= stop:
+            return False
+        return bool(((alpha[:, start:stop] > 0) & fragile[:, start - x : stop - x]).any())
+
+    def _draw_placed(self, setup, background: np.ndarray, placed: list[tuple]) -> np.ndarray:
+        """Cairo draws (layout, x, y) onto a copy of `background` (coverage [P, w])."""
+        canvas = _Canvas(setup.native, background.shape[1], self.pixels_per_patch)
+        try:
+            canvas.set_alpha(background)
+            canvas.draw(placed)
+            return canvas.alpha()
+        finally:
+            canvas.close()
+
+    def _draw_word_over(self, setup, word: str, background: np.ndarray, origin: int):
+        """Cairo draws the word's units onto a copy of `background`, the word at `origin`."""
+        measured = []
+        try:
+            placed = []
+            for pair in _word_pairs(word, self.render_mode, self.group_graphemes):
+                measured.append(self._measure_pair(setup, pair))
+                layouts, num_patches, _ = measured[-1]
+                placed += self._placements(layouts, origin)
+                origin += num_patches * self.pixels_per_patch
+            return self._draw_placed(setup, background, placed)
+        finally:
+            for layouts, _, _ in measured:
+                self._free_layouts(setup, layouts)
+
+    def _word_ink(self, setup: _FontSetup, word: str) -> _WordInk:
+        key = (self._word_key, word)
+        cached = _lru_get(_word_cache, key)
+        if cached is not None:
+            return cached
+        pieces, num_patches, missing, missing_text = [], 0, 0, ""
+        for pair in _word_pairs(word, self.render_mode, self.group_graphemes):
+            pair_ink = self._pair_ink(setup, pair)
+            ink = pair_ink.ink
+            pieces.append(
+                _Ink(num_patches * self.pixels_per_patch + ink.offset, ink.alpha, ink.fragile)
+            )
+            num_patches += pair_ink.num_patches
+            missing += pair_ink.missing
+            missing_text = missing_text or (pair_ink.text if pair_ink.missing else "")
+        ink, exact = _assemble(pieces, self.pixels_per_patch)
+        if not exact:
+            ink.alpha = self._draw_word_over(setup, word, np.zeros_like(ink.alpha), -ink.offset)
+        word_ink = _WordInk(ink, num_patches, missing, missing_text)
+        if self.word_cache_size:
+            _lru_put(_word_cache, key, word_ink, self.word_cache_size)
+        return word_ink
+
+    def _pair_ink(self, setup: _FontSetup, pair: tuple[str, ...]) -> _PairInk:
+        key = (self._setup_key, pair)
+        cached = _lru_get(_pair_cache, key)
+        if cached is not None:
+            return cached
+        layouts, num_patches, missing = self._measure_pair(setup, pair)
+        try:
+            placed = self._placements(layouts, 0)
+            units = [self._unit_ink(setup, layout, x, y) for layout, x, y in placed]
+            ink, exact = _assemble(units, self.pixels_per_patch)
+            if not exact:
+                shifted = [(layout, x - ink.offset, y) for layout, x, y in placed]
+                ink.alpha = self._draw_placed(setup, np.zeros_like(ink.alpha), shifted)
+        finally:
+            self._free_layouts(setup, layouts)
+        pair_ink = _PairInk(ink, num_patches, missing, "".join(pair))
+        _lru_put(_pair_cache, key, pair_ink, self.cache_size)
+        return pair_ink
+
+    def _unit_ink(self, setup: _FontSetup, layout, x: int, y: float) -> _Ink:
+        """The coverage of `layout` drawn alone at (x, y), cropped to its inked columns."""
+        left, right = setup.ink_columns(layout)
+        margin = 4  # px around Pango's ink box; doubled while ink touches the canvas edge
+        while True:
+            origin = x + left - margin  # canvas column 0 in the caller's coordinates
+            empty = np.zeros((self.pixels_per_patch, right - left + 2 * margin), dtype=np.uint8)
+            alpha = self._draw_placed(setup, empty, [(layout, x - origin, y)])  # integer shift
+            if not (alpha[:, 0].any() or alpha[:, -1].any()):
+                break
+            margin *= 2
+        columns = np.flatnonzero(alpha.any(axis=0))
+        if not columns.size:
+            return _Ink(0, alpha[:, :0].copy())
+        first, last = int(columns[0]), int(columns[-1])
+        alpha = alpha[:, first : last + 1].copy()
+        one_composite = setup.glyph_count(layout) <= 1 and not setup.unknown_glyphs(layout)
+        return _Ink(origin + first, alpha, None if one_composite else alpha > 0)
 
     def _measure_pair(self, setup: _FontSetup, pair: tuple[str, ...]):
         """Layouts of a pair's units with their logical sizes; the pair's width in patches."""
@@ -746,27 +1011,6 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         for layout, _, _ in layouts:
             setup.free(layout)
 
-    def _cached_pair(self, setup: _FontSetup, pair: tuple[str, ...]) -> _PairPatch:
-        key = (self._setup_key, pair)
-        cached = _pair_cache.get(key)
-        if cached is not None:
-            _pair_cache.move_to_end(key)
-            return cached
-        layouts, num_patches, missing = self._measure_pair(setup, pair)
-        width = num_patches * self.pixels_per_patch
-        canvas = _Canvas(setup.native, width, self.pixels_per_patch)
-        try:
-            canvas.draw(setup, self._placements(layouts, 0), (0, width))
-            cached = _PairPatch(canvas.pixels(), num_patches, missing, "".join(pair))
-        finally:
-            canvas.close()
-            self._free_layouts(setup, layouts)
-        cached.pixels.setflags(write=False)
-        _pair_cache[key] = cached
-        while len(_pair_cache) > self.cache_size:
-            _pair_cache.popitem(last=False)
-        return cached
-
     # ----------------------------------------------------------------------------- continuous
     def _render_continuous(self, segments: list[list[str]]) -> RenderedText:
         patch = self.pixels_per_patch
@@ -784,10 +1028,10 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                     segment_words = words[: max(0, kept)]
                     kept -= len(words)
                     self._draw_continuous_segment(setup, canvas, segment_words, strip)
-                pixels = canvas.pixels()
+                alpha = canvas.alpha()
             finally:
                 canvas.close()
-        return self._finish(pixels, strip, total_words)
+        return self._finish(alpha, strip, total_words)
 
     def _continuous_patches(self, setup: _FontSetup, words: list[str]) -> int:
         if not words:
@@ -828,9 +1072,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
             left = strip.cursor * patch
             y = patch / 2 - height / 2 - 2
-            canvas.draw(
-                setup, [(layout, left + _CONTINUOUS_MARGIN, y)], (left, left + num_patches * patch)
-            )
+            canvas.draw([(layout, left + _CONTINUOUS_MARGIN, y)])
             missing = setup.unknown_glyphs(layout)
             if missing:
                 strip.add_missing(missing, text[:20])
@@ -861,11 +1103,14 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         return min(xs), max(xs)
 
     # ----------------------------------------------------------------------------- shared
-    def _finish(self, pixels: np.ndarray, strip: _Strip, num_words: int) -> RenderedText:
+    def _finish(self, alpha: np.ndarray, strip: _Strip, num_words: int) -> RenderedText:
+        """Coverage -> pixels (255 = white); black separator / end patch, white after it."""
         patch = self.pixels_per_patch
+        pixels = np.subtract(255, alpha, dtype=np.uint8)
         strip.black.append(strip.cursor)  # the end patch
         for index in strip.black:
             pixels[:, index * patch : (index + 1) * patch] = 0
+        pixels[:, (strip.cursor + 1) * patch :] = 255  # also where ink spilled past the end patch
         if strip.missing:
             self._warn_missing(strip.missing, strip.missing_sample)
         return RenderedText(
@@ -897,6 +1142,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
 def _positive_number(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
+def _non_negative_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     return value
 
 

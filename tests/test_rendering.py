@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -14,8 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from pixel_m4 import rendering_pixel_m4
 from pixel_m4.rendering_pixel_m4 import (
     PixelM4TextRenderer,
+    cache_info,
     default_font_files,
     font_setup_hash,
     strip_to_grid,
@@ -34,6 +37,23 @@ SAMPLES = {
     "hy": "Երևանը Հայաստանի մայրաքաղաքն է։",
 }
 CORPUS = [SAMPLES[lang] for lang in ("en", "hi", "uk", "zh", "th", "ar")]
+# Ink beyond a pair's patches: marks shaped alone reach left of their patch with their dotted
+# circle (U+20E4 by 9 px, Thai SARA AM by 4), U+0D63 is two glyphs (dotted circle + mark) that
+# overlap, 'j' / brackets overhang; together they hit every branch of the cached path.
+OVERHANG = [
+    "ab \u20e4 \u20e4\u0d63 x\u0d63\u20e4 \u0489\u20e4",
+    "\u20e4\u0d63 j\u20e4 (ƒ ]_ fj jj",
+    "ไทย ำ\u20e4 น้ำ ि कि क्षत्रिय \u20e4ि",
+    "مرحبا \u20e4ب \u0651\u20e4 שָׁלוֹם",
+]
+CACHE_CORPUS = [
+    *CORPUS,
+    *(SAMPLES[lang] for lang in ("he", "el", "ka", "hy")),
+    "हिन्दी में संयुक्ताक्षर: क्ष त्र ज्ञ श्र, मात्राएँ: कि की कु कू के कै को कौ",
+    "ภาษาไทย: ที่ นี่ น้ำ กล้วย เปลี่ยน",
+    " ".join(CORPUS),
+    *OVERHANG,
+]
 MODES = ["bigram", "continuous", "word_bigram"]
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -138,6 +158,10 @@ def test_group_graphemes_pairs_clusters():
     assert plain.word_patch_spans[0][1] >= code_point_pairs
     assert cluster_pairs <= grouped.word_patch_spans[0][1] < plain.word_patch_spans[0][1]
     assert grouped.missing_glyphs == 0
+    # Thai: "ที่" is one cluster (consonant + vowel + tone mark): one unit, one patch
+    thai = PixelM4TextRenderer(group_graphemes=True).render("ที่")
+    assert thai.word_patch_spans == [(0, 1)]
+    assert PixelM4TextRenderer().render("ที่").word_patch_spans[0][1] >= 2  # [ที][่]
 
 
 # ---------------------------------------------------------------------------- glyph coverage
@@ -220,6 +244,23 @@ def test_empty_text_is_one_end_patch(any_renderer, text):
     assert (out.pixels[:, any_renderer.pixels_per_patch :] == 255).all()
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_mixed_direction_text(mode):
+    text = "Hello مرحبا world שלום 2024 العربية"
+    renderer = PixelM4TextRenderer(render_mode=mode)
+    out = renderer.render(text)
+    assert (out.missing_glyphs, out.overflow, len(out.word_patch_spans)) == (0, 0, 6)
+    assert is_black(out.pixels, out.num_patches - 1, renderer.pixels_per_patch)
+    spans = out.word_patch_spans
+    if mode == "continuous":  # bidi: the Latin words keep their order, all spans in the text
+        assert spans[0][0] < spans[2][0]
+        assert all(0 <= start < end <= out.num_patches - 1 for start, end in spans)
+    else:  # words one after the other, as in the published renderer
+        assert all(spans[i][1] == spans[i + 1][0] for i in range(5))
+        uncached = PixelM4TextRenderer(render_mode=mode, cache_size=0).render(text)
+        assert out.pixels.tobytes() == uncached.pixels.tobytes()
+
+
 def test_control_characters_dropped(renderer):
     assert np.array_equal(renderer.render("ab\x00c\u200bd").pixels, renderer.render("abcd").pixels)
     assert np.array_equal(renderer.render("ab\ncd").pixels, renderer.render("ab cd").pixels)
@@ -247,6 +288,20 @@ def test_call_batch_outputs(renderer, return_tensors):
     if return_tensors == "pt":
         assert isinstance(batch["pixel_values"], torch.Tensor)
     assert np.asarray(batch["overflow"]).tolist() == [0, 0]
+
+
+def test_call_memory_is_the_output_plus_a_strip(renderer):
+    """A big batch is filled in place: no stacked copies of the strips next to the output."""
+    texts = [SAMPLES["hi"], SAMPLES["zh"]] * 16
+    renderer(texts[:2])  # caches warm: measure the batch, not the first Pango set-up
+    tracemalloc.start()
+    try:
+        batch = renderer(texts, return_tensors="np")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    output = batch["pixel_values"].nbytes  # 32 x 3 x 16 x 8464 x 4 bytes = 52 MB
+    assert peak < output + 2_000_000  # a stack + float copy + repeat would need 2-3x output
 
 
 def test_call_with_pairs(renderer):
@@ -277,16 +332,74 @@ def test_strip_to_grid():
 
 # ---------------------------------------------------------------------------- speed paths
 @pytest.mark.parametrize(
-    ("mode", "group_graphemes"), [("bigram", False), ("bigram", True), ("word_bigram", False)]
+    ("mode", "group_graphemes", "word_cache_size"),
+    [
+        ("bigram", False, 16384),
+        ("bigram", True, 16384),
+        ("bigram", False, 0),  # words assembled from cached pairs every time
+        ("word_bigram", False, 16384),
+        ("word_bigram", True, 16384),
+    ],
 )
-def test_cache_never_changes_a_pixel(mode, group_graphemes):
-    cached = PixelM4TextRenderer(render_mode=mode, group_graphemes=group_graphemes)
-    uncached = PixelM4TextRenderer(render_mode=mode, group_graphemes=group_graphemes, cache_size=0)
-    for text in [*CORPUS, " ".join(CORPUS)]:
-        for _ in range(2):  # second round: served from the cache
-            a, b = cached.render(text), uncached.render(text)
-            assert a.pixels.tobytes() == b.pixels.tobytes()
-            assert (a.num_patches, a.word_patch_spans) == (b.num_patches, b.word_patch_spans)
+def test_cache_never_changes_a_pixel(mode, group_graphemes, word_cache_size, monkeypatch):
+    """Cached strips (numpy OVER with pixman's rounding) == cairo drawing every unit, bytewise."""
+    redraws = {"pieces": 0, "words": 0}  # cairo redraws of pairs / words with fragile pixels
+    draw_placed, draw_word_over = (
+        PixelM4TextRenderer._draw_placed,
+        PixelM4TextRenderer._draw_word_over,
+    )
+
+    def count_placed(self, setup, background, placed):
+        redraws["pieces"] += len(placed) > 1  # units are drawn one by one, redraws in groups
+        return draw_placed(self, setup, background, placed)
+
+    def count_words(*args):
+        redraws["words"] += 1
+        return draw_word_over(*args)
+
+    monkeypatch.setattr(PixelM4TextRenderer, "_draw_placed", count_placed)
+    monkeypatch.setattr(PixelM4TextRenderer, "_draw_word_over", count_words)
+    options = {"render_mode": mode, "group_graphemes": group_graphemes}
+    cached = PixelM4TextRenderer(**options, word_cache_size=word_cache_size)
+    uncached = PixelM4TextRenderer(**options, cache_size=0)
+    examples = [(text, None) for text in CACHE_CORPUS] + [(CORPUS[1], OVERHANG[0])]
+    warnings.simplefilter("ignore")  # U+20E4 / U+0D63 are tofu in some fonts: expected
+    for text, pair in examples:
+        for _ in range(2):  # second round: served from the caches
+            a, b = cached.render(text, pair), uncached.render(text, pair)
+            assert a.pixels.tobytes() == b.pixels.tobytes(), (text, pair)
+            assert (a.num_patches, a.word_patch_spans, a.missing_glyphs) == (
+                b.num_patches,
+                b.word_patch_spans,
+                b.missing_glyphs,
+            )
+    # the cairo redraws of fragile pieces were exercised (and agreed too)
+    assert redraws["pieces"] > 0 and redraws["words"] > 0
+
+
+def test_ink_overhanging_a_pair_is_not_clipped():
+    """U+20E4 shaped alone reaches into the previous word's patch, in both paths alike."""
+    for cache_size in (65536, 0):
+        renderer = PixelM4TextRenderer(cache_size=cache_size)
+        alone, followed = renderer.render("ab"), renderer.render("ab \u20e4")
+        assert followed.word_patch_spans == [(0, 1), (1, 2)]
+        assert not np.array_equal(followed.pixels[:, :16], alone.pixels[:, :16])
+        assert (followed.pixels[:, :16] <= alone.pixels[:, :16]).all()  # only ink was added
+        # ink that would spill left of the strip is lost, not wrapped or shifted
+        assert renderer.render("\u20e4").pixels[:, :16].min() < 255
+
+
+def test_caches_are_bounded_lru():
+    small = PixelM4TextRenderer(cache_size=5, word_cache_size=3)
+    reference = PixelM4TextRenderer(cache_size=0)
+    words = [f"lru{index}q" for index in range(8)]  # new words and pairs: every one is inserted
+    for text in (" ".join(words), " ".join(words[:2] + words)):  # the second round re-renders
+        assert small.render(text).pixels.tobytes() == reference.render(text).pixels.tobytes()
+        info = cache_info()
+        assert (info["words"], info["pairs"]) == (3, 5)
+        assert info["word_array_bytes"] > 0 and info["pair_array_bytes"] > 0
+        # least recently used out first: the last three words are the ones kept
+        assert [word for _, word in rendering_pixel_m4._word_cache] == words[-3:]
 
 
 def test_threads_render_identically(renderer):
@@ -358,30 +471,40 @@ def test_deterministic_across_processes():
 
 
 FORK_SCRIPT = f"""
-import multiprocessing, numpy, torch
+import multiprocessing, time, numpy, torch
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-texts = {CORPUS!r} * 4
-renderer = PixelM4TextRenderer(cache_size=0)  # state built in the parent before fork
-expected = numpy.stack([renderer.render(text).pixels for text in texts])
+seen = {CORPUS!r} * 4
+unseen = [text[::-1] for text in {CORPUS!r}] * 4  # new words and pairs in the workers
+texts = seen + unseen
+uncached = PixelM4TextRenderer(cache_size=0)  # Pango state built in the parent before fork
+cached = PixelM4TextRenderer()
+expected = numpy.stack([uncached.render(text).pixels for text in texts])
+for text in seen:  # the parent's caches hold half of the words
+    cached.render(text)
 
 class Texts(torch.utils.data.Dataset):
     def __len__(self):
         return len(texts)
     def __getitem__(self, index):
-        return torch.from_numpy(renderer.render(texts[index]).pixels)
+        text = texts[index]
+        return torch.from_numpy(numpy.stack([uncached.render(text).pixels, cached.render(text).pixels]))
 
+start = time.perf_counter()
 loader = torch.utils.data.DataLoader(
     Texts(), batch_size=3, num_workers=4, multiprocessing_context=multiprocessing.get_context("fork")
 )
 got = torch.cat(list(loader)).numpy()
-assert got.shape == expected.shape
-assert (got == expected).all(), "worker pixels differ from the parent"
-print("ok")
+seconds = time.perf_counter() - start
+assert got.shape == (len(texts), 2, *expected.shape[1:])
+assert (got[:, 0] == expected).all() and (got[:, 1] == expected).all(), "worker pixels differ"
+print(f"ok: 4 fork workers rendered {{len(texts)}} samples (x2 paths) in {{seconds:.2f}} s")
 """
 
 
 def test_fork_safe_dataloader():
-    assert run_python(FORK_SCRIPT)[0].strip() == "ok"
+    output = run_python(FORK_SCRIPT)[0].strip()
+    print(output)  # the figures for docs/rendering.md (pytest -s)
+    assert output.startswith("ok: 4 fork workers rendered 48 samples")
 
 
 # ---------------------------------------------------------------------------- save / load
@@ -430,6 +553,11 @@ def test_custom_single_font_file(tmp_path):
         ({"max_seq_length": 0}, ValueError, "max_seq_length"),
         ({"max_seq_length": 2.5}, ValueError, "max_seq_length"),
         ({"cache_size": -1}, ValueError, "cache_size"),
+        ({"cache_size": True}, ValueError, "cache_size"),
+        ({"word_cache_size": -1}, ValueError, "word_cache_size"),
+        ({"word_cache_size": 1.5}, ValueError, "word_cache_size"),
+        ({"font_size": "8"}, ValueError, "font_size"),
+        ({"font_file": [3]}, TypeError, "font_file"),
         ({"font_file": "/nonexistent/font.ttf"}, FileNotFoundError, "/nonexistent/font.ttf"),
         ({"font_file": []}, ValueError, "font_file"),
     ],
@@ -458,6 +586,8 @@ def test_corrupt_font_file(tmp_path):
         (("a",), {"text_pair": 5}, TypeError, "text_pair"),
         ((["a", "b"],), {"text_pair": ["c"]}, ValueError, "text_pair"),
         (("a",), {"return_tensors": "tf"}, ValueError, "return_tensors"),
+        (("a",), {"text_pair": b"\xc3\x28"}, TypeError, "text_pair.*UTF-8"),
+        (("a",), {"text_pair": ["b"]}, ValueError, "text_pair"),
     ],
 )
 def test_bad_call_arguments(renderer, args, kwargs, error, match):

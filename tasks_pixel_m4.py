@@ -1,0 +1,684 @@
+"""Data and metrics for fine-tuning PIXEL-M4: classification, NER and dependency parsing.
+
+What the `examples/run_*.py` scripts share lives here, so the scripts stay thin:
+
+* readers for CoNLL (token TAB tag) and CoNLL-U files (multiword-token ranges and empty nodes
+  skipped), and loading of local files or Hub datasets into a `DatasetDict`;
+* label vocabularies with errors for labels a split does not know;
+* collators that render text on the fly and, for word-level tasks, turn the renderer's
+  word -> patch spans into `word_spans` [B, W, 2] tensors aligned with the word labels;
+* metrics: accuracy / macro-F1 (scikit-learn), entity P/R/F1 (seqeval), and UAS/LAS after
+  Chu-Liu-Edmonds decoding of the biaffine parser's scores into well-formed trees;
+* `--recipe` handling (`sample` for the shipped data on a CPU, `paper` for Table 7).
+
+Truncation: a text longer than the renderer's `max_seq_length` loses whole words from its end.
+Those words get no patches; their labels become -100, so they are left out of the loss and of
+the metrics (as when a tokenizer truncates). `truncation_report` counts them per split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .rendering_pixel_m4 import PixelM4TextRenderer, clean_words
+
+logger = logging.getLogger(__name__)
+
+IGNORE = -100
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+# ---------------------------------------------------------------------------------------------
+
+
+def read_conll(path: str | Path) -> list[dict]:
+    """CoNLL NER file -> [{"tokens": [...], "tags": [...]}], one per sentence.
+
+    One token per line, its tag in the last (tab- or space-separated) column; blank lines end a
+    sentence; `-DOCSTART-` lines are skipped.
+    """
+    sentences, tokens, tags = [], [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                if tokens:
+                    sentences.append({"tokens": tokens, "tags": tags})
+                    tokens, tags = [], []
+                continue
+            columns = line.split("\t") if "\t" in line else line.split()
+            if columns[0] == "-DOCSTART-":
+                continue
+            if len(columns) < 2:
+                raise ValueError(
+                    f"{path}:{number}: expected 'token<TAB>tag', got {line!r} (no tag column)"
+                )
+            tokens.append(columns[0])
+            tags.append(columns[-1].strip())
+    if tokens:
+        sentences.append({"tokens": tokens, "tags": tags})
+    return sentences
+
+
+def read_conllu(path: str | Path) -> list[dict]:
+    """CoNLL-U file -> [{"tokens", "heads", "deprels"}], one per sentence (syntactic words only).
+
+    Multiword-token lines (ID `3-4`) and empty nodes (ID `5.1`) are skipped: the words of a
+    multiword token carry the tree, empty nodes belong to enhanced dependencies only. Heads are
+    ints (0 = root, i = the i-th word, 1-based). Word IDs must run 1..n and heads lie in 0..n.
+    """
+    sentences, rows, first_line = [], [], 0
+
+    def finish():
+        if not rows:
+            return
+        ids = [row[0] for row in rows]
+        if ids != list(range(1, len(rows) + 1)):
+            raise ValueError(
+                f"{path}:{first_line}: word IDs must run 1..{len(rows)}, got {ids[:10]}..."
+            )
+        heads = [row[2] for row in rows]
+        for _, _, head, _, number in rows:
+            if not 0 <= head <= len(rows):
+                raise ValueError(
+                    f"{path}:{number}: HEAD {head} is outside 0..{len(rows)} (sentence length)"
+                )
+        if heads.count(0) != 1:
+            raise ValueError(
+                f"{path}:{first_line}: a sentence must have exactly one root (HEAD 0), "
+                f"got {heads.count(0)}"
+            )
+        sentences.append(
+            {
+                "tokens": [row[1] for row in rows],
+                "heads": heads,
+                "deprels": [row[3] for row in rows],
+            }
+        )
+        rows.clear()
+
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                finish()
+                continue
+            if line.startswith("#"):
+                continue
+            columns = line.split("\t")
+            if len(columns) != 10:
+                raise ValueError(
+                    f"{path}:{number}: a CoNLL-U word line has 10 tab-separated columns, "
+                    f"got {len(columns)}: {line!r}"
+                )
+            word_id = columns[0]
+            if "-" in word_id or "." in word_id:  # multiword token range / empty node
+                continue
+            if not rows:
+                first_line = number
+            try:
+                rows.append((int(word_id), columns[1], int(columns[6]), columns[7], number))
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{number}: ID and HEAD must be integers, got {word_id!r} and "
+                    f"{columns[6]!r}"
+                ) from None
+    finish()
+    return sentences
+
+
+def load_splits(
+    dataset_name: str | None,
+    dataset_config_name: str | None,
+    data_files: dict[str, str | None],
+):
+    """A `DatasetDict` from a Hub dataset (`datasets.load_dataset`) or local files.
+
+    Local files by extension: .conll/.txt (CoNLL NER), .conllu, .csv, .tsv, .json/.jsonl.
+    """
+    import datasets
+
+    if dataset_name:
+        return datasets.load_dataset(dataset_name, dataset_config_name)
+    files = {split: path for split, path in data_files.items() if path}
+    if not files:
+        raise ValueError("give --dataset_name or at least --train_file")
+    for split, path in files.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{split} file {path!r} does not exist")
+    suffixes = {Path(path).suffix.lower() for path in files.values()}
+    if len(suffixes) != 1:
+        raise ValueError(f"all data files must have the same format, got {sorted(suffixes)}")
+    suffix = suffixes.pop()
+    if suffix in (".conll", ".conllu", ".txt"):
+        reader = read_conllu if suffix == ".conllu" else read_conll
+        return datasets.DatasetDict(
+            {split: datasets.Dataset.from_list(reader(path)) for split, path in files.items()}
+        )
+    builders = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {})}
+    builders[".jsonl"] = builders[".json"]
+    if suffix not in builders:
+        raise ValueError(
+            f"unsupported data file format {suffix!r}: use .conll, .conllu, .csv, .tsv or .json"
+        )
+    builder, options = builders[suffix]
+    return datasets.load_dataset(builder, data_files=files, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------------------------
+
+
+def label_list(values) -> list[str]:
+    """Sorted label names seen in `values` (a list of labels or of label lists)."""
+    names = set()
+    for value in values:
+        names.update(value if isinstance(value, list) else [value])
+    return sorted(str(name) for name in names)
+
+
+def encode_labels(values, label2id: dict[str, int], where: str):
+    """Label names (or lists of them) -> ids; an unknown label is an error naming it."""
+
+    def encode(name, index):
+        try:
+            return label2id[str(name)]
+        except KeyError:
+            raise ValueError(
+                f"unknown label {name!r} in {where} (example {index}); the model knows "
+                f"{sorted(label2id)[:20]}{'...' if len(label2id) > 20 else ''}; labels come from "
+                "the training split (or the model's config.label2id)"
+            ) from None
+
+    return [
+        [encode(name, index) for name in value] if isinstance(value, list) else encode(value, index)
+        for index, value in enumerate(values)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering and word alignment
+# ---------------------------------------------------------------------------------------------
+
+
+def token_patch_spans(
+    tokens: Sequence[str], rendered_spans: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Patch span of each token, from the renderer's spans of the words of " ".join(tokens).
+
+    The renderer splits text on whitespace, so a token holding spaces (Vietnamese syllables,
+    "New York" as one token) is several rendered words: its span runs from its first word's
+    start to its last word's end. Tokens lost to truncation get the empty span (0, 0).
+    """
+    spans, word = [], 0
+    for index, token in enumerate(tokens):
+        count = len(clean_words(token))
+        if count == 0:
+            raise ValueError(
+                f"token {index} ({token!r}) has nothing to render (only whitespace / control "
+                "characters); remove it or replace it with a visible placeholder"
+            )
+        if word + count <= len(rendered_spans):
+            spans.append((rendered_spans[word][0], rendered_spans[word + count - 1][1]))
+        else:
+            spans.append((0, 0))
+        word += count
+    return spans
+
+
+def pad_to_patches(batch: dict, num_patches: int) -> dict:
+    """Pad a rendered batch (renderer max_seq_length S <= model num_patches L) with white,
+    unattended patches, so that a renderer truncating at 256 patches feeds a 529-patch model."""
+    pixel_values, attention_mask = batch["pixel_values"], batch["attention_mask"]
+    missing = num_patches - attention_mask.shape[1]
+    if missing < 0:
+        raise ValueError(
+            f"the renderer makes {attention_mask.shape[1]} patches but the model reads only "
+            f"{num_patches}: lower the renderer's max_seq_length (--max_seq_length)"
+        )
+    if missing:
+        patch = pixel_values.shape[2]
+        white = pixel_values.new_ones(*pixel_values.shape[:3], missing * patch)
+        pixel_values = torch.cat([pixel_values, white], 3)
+        attention_mask = torch.cat(
+            [attention_mask, attention_mask.new_zeros(attention_mask.shape[0], missing)], 1
+        )
+    return {"pixel_values": pixel_values, "attention_mask": attention_mask}
+
+
+def check_lengths(renderer: PixelM4TextRenderer, num_patches: int) -> None:
+    if renderer.max_seq_length > num_patches:
+        raise ValueError(
+            f"--max_seq_length ({renderer.max_seq_length} patches) exceeds the model's "
+            f"{num_patches} patches: give at most {num_patches}"
+        )
+
+
+@dataclass
+class SequenceClassificationCollator:
+    """Examples {"text", ["text_pair"], "labels"} -> pixel_values, attention_mask, labels."""
+
+    renderer: PixelM4TextRenderer
+    num_patches: int
+
+    def __post_init__(self):
+        check_lengths(self.renderer, self.num_patches)
+
+    def __call__(self, features: list[dict]) -> dict:
+        texts = [feature["text"] for feature in features]
+        pairs = (
+            [feature["text_pair"] for feature in features] if "text_pair" in features[0] else None
+        )
+        batch = pad_to_patches(self.renderer(texts, pairs, return_tensors="pt"), self.num_patches)
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([feature["labels"] for feature in features])
+        return batch
+
+
+@dataclass
+class WordTaskCollator:
+    """Examples {"tokens", <label fields>: one label per token} -> pixel_values, attention_mask,
+    word_spans [B, W, 2] and each label field padded to [B, W] with -100.
+
+    Words without patches (truncated) get -100 labels. `head_fields` hold head indices
+    (0 = root, i = i-th word): arcs to a truncated head cannot be scored and become -100 too,
+    and so do the labels of the other fields at those words.
+    """
+
+    renderer: PixelM4TextRenderer
+    num_patches: int
+    label_fields: tuple[str, ...] = ("labels",)
+    head_fields: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        check_lengths(self.renderer, self.num_patches)
+
+    def __call__(self, features: list[dict]) -> dict:
+        texts = [" ".join(feature["tokens"]) for feature in features]
+        rendered = self.renderer(texts, return_tensors="pt", return_word_spans=True)
+        batch = pad_to_patches(rendered, self.num_patches)
+        num_words = max(len(feature["tokens"]) for feature in features)
+        word_spans = torch.zeros(len(features), num_words, 2, dtype=torch.long)
+        labels = {
+            name: torch.full((len(features), num_words), IGNORE, dtype=torch.long)
+            for name in self.label_fields
+        }
+        for row, (feature, spans) in enumerate(
+            zip(features, rendered["word_patch_spans"], strict=True)
+        ):
+            tokens = feature["tokens"]
+            self.check_example(feature)
+            aligned = torch.tensor(token_patch_spans(tokens, spans), dtype=torch.long)
+            word_spans[row, : len(tokens)] = aligned
+            present = aligned[:, 1] > aligned[:, 0]
+            head_present = torch.cat([torch.ones(1, dtype=torch.bool), present])  # ROOT first
+            scorable = present.clone()
+            for name in self.head_fields:
+                scorable &= head_present[torch.tensor(feature[name])]
+            for name in self.label_fields:
+                labels[name][row, : len(tokens)] = torch.tensor(feature[name]).masked_fill(
+                    ~scorable, IGNORE
+                )
+        batch["word_spans"] = word_spans
+        batch.update(labels)
+        return batch
+
+    def check_example(self, feature: dict) -> None:
+        """One label per token; heads point at words of the sentence (0..n)."""
+        tokens = feature["tokens"]
+        if not tokens:
+            raise ValueError("an example has no tokens; drop empty sentences from the data")
+        for name in self.label_fields:
+            if len(feature[name]) != len(tokens):
+                raise ValueError(
+                    f"example has {len(tokens)} tokens but {len(feature[name])} {name}: "
+                    f"{tokens[:8]}..."
+                )
+        for name in self.head_fields:
+            if not all(0 <= head <= len(tokens) for head in feature[name]):
+                raise ValueError(
+                    f"{name} must be heads in 0..{len(tokens)} (0 = root) for a sentence of "
+                    f"{len(tokens)} words, got {feature[name]}"
+                )
+
+
+def truncation_report(renderer: PixelM4TextRenderer, dataset) -> dict[str, int]:
+    """How many examples of a prepared split ("text" [+ "text_pair"] or "tokens" column) lost
+    words to truncation, and how many words they lost."""
+    if "tokens" in dataset.column_names:
+        texts, pairs = [" ".join(tokens) for tokens in dataset["tokens"]], None
+    else:
+        texts = dataset["text"]
+        pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
+    overflow = [
+        renderer.render(text, pair).overflow
+        for text, pair in zip(texts, pairs or [None] * len(texts), strict=True)
+    ]
+    return {
+        "truncated_examples": sum(1 for count in overflow if count),
+        "truncated_words": int(sum(overflow)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: classification and NER
+# ---------------------------------------------------------------------------------------------
+
+
+def classification_metrics(eval_prediction) -> dict[str, float]:
+    """Trainer `compute_metrics`: accuracy and macro-F1 (the paper's SIB-200 metric)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits = eval_prediction.predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    predictions, labels = np.asarray(logits).argmax(-1), eval_prediction.label_ids
+    return {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+    }
+
+
+def ner_metrics(id2label: dict[int, str]):
+    """Trainer `compute_metrics` for BIO tags: entity-level P/R/F1 (seqeval), tag accuracy."""
+    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    def compute(eval_prediction) -> dict[str, float]:
+        logits = eval_prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        predictions, labels = np.asarray(logits).argmax(-1), eval_prediction.label_ids
+        gold, predicted = [], []
+        for prediction_row, label_row in zip(predictions, labels, strict=True):
+            keep = label_row != IGNORE
+            gold.append([id2label[int(i)] for i in label_row[keep]])
+            predicted.append([id2label[int(i)] for i in prediction_row[keep]])
+        return {
+            "precision": float(precision_score(gold, predicted, zero_division=0)),
+            "recall": float(recall_score(gold, predicted, zero_division=0)),
+            "f1": float(f1_score(gold, predicted, zero_division=0)),
+            "accuracy": float(accuracy_score(gold, predicted)),
+        }
+
+    return compute
+
+
+# ---------------------------------------------------------------------------------------------
+# Dependency parsing: tree decoding and attachment scores
+# ---------------------------------------------------------------------------------------------
+
+
+def _find_cycle(heads: np.ndarray) -> list[int] | None:
+    """Nodes of one cycle of the head graph (node 0 = ROOT has no head), or None."""
+    state = np.zeros(len(heads), dtype=np.int8)  # 0 unseen, 1 on the current path, 2 done
+    state[0] = 2
+    for start in range(1, len(heads)):
+        path, node = [], start
+        while state[node] == 0:
+            state[node] = 1
+            path.append(node)
+            node = heads[node]
+        if state[node] == 1:
+            return path[path.index(node) :]
+        state[path] = 2
+    return None
+
+
+def chu_liu_edmonds(scores: np.ndarray) -> np.ndarray:
+    """Maximum spanning arborescence rooted at node 0.
+
+    scores [N, N]: scores[d, h] = score of h as head of d (-inf = forbidden). Returns heads [N]
+    (heads[0] = -1). Greedy heads; while they contain a cycle, contract it into one node
+    (arcs into it scored relative to the cycle arc they replace), solve, expand.
+    """
+    scores = np.array(scores, dtype=np.float64)
+    scores[0] = -np.inf
+    np.fill_diagonal(scores, -np.inf)
+    heads = scores.argmax(1)
+    heads[0] = -1
+    cycle = _find_cycle(heads)
+    if cycle is None:
+        return heads
+    cycle = np.array(cycle)
+    outside = np.flatnonzero(~np.isin(np.arange(len(scores)), cycle))  # node 0 first
+    size = len(outside)
+    # entering the cycle at c from outside head h replaces the cycle arc into c
+    gain = scores[np.ix_(cycle, outside)] - scores[cycle, heads[cycle]][:, None]  # [C, size]
+    to_outside = scores[np.ix_(outside, cycle)]  # [size, C]: cycle nodes as heads of outside
+    contracted = np.full((size + 1, size + 1), -np.inf)
+    contracted[:size, :size] = scores[np.ix_(outside, outside)]
+    contracted[size, :size] = gain.max(0)
+    contracted[:size, size] = to_outside.max(1)
+    sub_heads = chu_liu_edmonds(contracted)
+
+    result = heads.copy()
+    for index, node in enumerate(outside[1:], 1):
+        head = sub_heads[index]
+        result[node] = outside[head] if head < size else cycle[to_outside[index].argmax()]
+    entry_head = sub_heads[size]
+    result[cycle[gain[:, entry_head].argmax()]] = outside[entry_head]
+    return result
+
+
+def mst_tree(scores: np.ndarray) -> np.ndarray:
+    """Best tree with exactly one word attached to ROOT (UD trees have one root).
+
+    scores [1+n, 1+n] (dependent, head), node 0 = ROOT. If the unconstrained MST has several
+    root children, every word is tried as the only one and the best tree kept.
+    """
+    scores = np.array(scores, dtype=np.float64)
+    heads = chu_liu_edmonds(scores)
+    if np.count_nonzero(heads[1:] == 0) == 1:
+        return heads
+    words = np.arange(1, len(scores))
+    best, best_score = heads, -np.inf
+    for root in words:
+        constrained = scores.copy()
+        constrained[1:, 0] = -np.inf
+        constrained[root, 0] = scores[root, 0]
+        candidate = chu_liu_edmonds(constrained)
+        total = scores[words, candidate[1:]].sum()
+        if total > best_score:
+            best, best_score = candidate, total
+    return best
+
+
+def decode_trees(
+    arc_logits: torch.Tensor, rel_logits: torch.Tensor, word_mask: torch.Tensor
+) -> torch.Tensor:
+    """Parser outputs -> [B, W, 2] (head, relation id) per word, -100 for absent words.
+
+    Per sentence: MST over the log-probabilities of the heads of its rendered words (one root),
+    then each word's best relation for its chosen head.
+    """
+    log_probs = torch.log_softmax(arc_logits.detach().float(), -1).cpu().numpy()
+    rel_ids = rel_logits.detach().argmax(-1).cpu().numpy()  # [B, W, 1+W]
+    word_mask = word_mask.bool().cpu().numpy()
+    decoded = np.full((*word_mask.shape, 2), IGNORE, dtype=np.int64)
+    for row in range(len(word_mask)):
+        words = np.flatnonzero(word_mask[row])
+        if not len(words):
+            continue
+        nodes = np.concatenate([[0], words + 1])  # ROOT + the rendered words, as head indices
+        scores = np.full((len(nodes), len(nodes)), -np.inf)
+        scores[1:] = log_probs[row][np.ix_(words, nodes)]
+        heads = nodes[mst_tree(scores)[1:]]
+        decoded[row, words, 0] = heads
+        decoded[row, words, 1] = rel_ids[row, words, heads]
+    return torch.from_numpy(decoded)
+
+
+def preprocess_parser_logits(logits, labels) -> torch.Tensor:
+    """Trainer `preprocess_logits_for_metrics`: decode each batch to trees right away (the
+    [B, W, 1+W, R] scores differ in shape between batches and would not concatenate)."""
+    arc_logits, rel_logits, word_mask = logits[:3]
+    return decode_trees(arc_logits, rel_logits, word_mask)
+
+
+def attachment_scores(pred_heads, pred_rels, gold_heads, gold_rels) -> dict[str, float]:
+    """UAS / LAS (percent of scored words with the right head / head and relation).
+    Arrays of the same shape; words with gold head -100 are not scored."""
+    gold_heads, gold_rels = np.asarray(gold_heads), np.asarray(gold_rels)
+    pred_heads, pred_rels = np.asarray(pred_heads), np.asarray(pred_rels)
+    scored = gold_heads != IGNORE
+    total = max(int(scored.sum()), 1)
+    right_head = (pred_heads == gold_heads) & scored
+    right_both = right_head & (pred_rels == gold_rels)
+    return {"uas": 100.0 * right_head.sum() / total, "las": 100.0 * right_both.sum() / total}
+
+
+def parsing_metrics(eval_prediction) -> dict[str, float]:
+    """Trainer `compute_metrics` for the parser (after `preprocess_parser_logits`)."""
+    decoded = np.asarray(eval_prediction.predictions)
+    gold_heads, gold_rels = eval_prediction.label_ids
+    scores = attachment_scores(decoded[..., 0], decoded[..., 1], gold_heads, gold_rels)
+    return {name: float(value) for name, value in scores.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Script plumbing: recipes and the default model
+# ---------------------------------------------------------------------------------------------
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the script docstring's line breaks (its example commands)."""
+
+
+def parse_with_recipe(dataclass_types, recipes: dict[str, dict], args=None, description=None):
+    """HfArgumentParser whose defaults are those of `--recipe` (first key = the default);
+    flags given on the command line win. `--help` shows the chosen recipe's defaults."""
+    from transformers import HfArgumentParser
+
+    args = sys.argv[1:] if args is None else list(args)
+    names = list(recipes)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--recipe", choices=names, default=names[0])
+    recipe = early.parse_known_args(args)[0].recipe
+    parser = HfArgumentParser(
+        dataclass_types, description=description, formatter_class=_HelpFormatter
+    )
+    parser.set_defaults(recipe=recipe, **recipes[recipe])
+    return parser.parse_args_into_dataclasses(args=args)
+
+
+def square_patch_count(num_patches: int) -> int:
+    """Smallest square >= num_patches (the model's 2-D positions need a square grid)."""
+    return math.ceil(math.sqrt(num_patches)) ** 2
+
+
+def load_task_model(model_class, model_name_or_path: str | None, max_seq_length: int, **config):
+    """Pretrained weights (local folder or Hub id) or, without a path, a randomly initialised
+    `tiny` model whose strip holds `max_seq_length` patches (rounded up to a square grid).
+
+    `config` (labels, dropout, pooling) overrides the checkpoint's config.
+    """
+    from .configuration_pixel_m4 import PixelM4Config
+
+    if model_name_or_path:
+        return model_class.from_pretrained(model_name_or_path, **config)
+    patches = square_patch_count(max_seq_length)
+    return model_class(PixelM4Config.from_preset("tiny", image_size=(16, 16 * patches), **config))
+
+
+def load_renderer(model_name_or_path: str | None, max_seq_length: int, **kwargs):
+    """The checkpoint's renderer (if it has one) or the default one, at `max_seq_length`."""
+    if model_name_or_path and (
+        not Path(model_name_or_path).is_dir()
+        or (Path(model_name_or_path) / "preprocessor_config.json").is_file()
+    ):
+        return PixelM4TextRenderer.from_pretrained(
+            model_name_or_path, max_seq_length=max_seq_length, **kwargs
+        )
+    return PixelM4TextRenderer(max_seq_length=max_seq_length, **kwargs)
+
+
+def named_labels(dataset, column: str) -> list:
+    """A label column as names: ints of a `ClassLabel` (Hub datasets such as wikiann, SIB-200
+    variants) become their names, so local files and Hub data share one label vocabulary."""
+    feature = dataset.features[column]
+    inner = getattr(feature, "feature", feature)  # List(ClassLabel) for tag sequences
+    values = dataset[column]
+    if hasattr(inner, "int2str"):
+        if inner is feature:
+            return [inner.int2str(value) for value in values]
+        return [[inner.int2str(value) for value in row] for row in values]
+    return values
+
+
+def check_splits(splits, required: Sequence[str], columns: Sequence[str]) -> None:
+    """The splits the run needs exist and hold the named columns."""
+    for split in required:
+        if split not in splits:
+            raise ValueError(f"the data has no {split!r} split (it has {sorted(splits)})")
+        missing = [column for column in columns if column not in splits[split].column_names]
+        if missing:
+            raise ValueError(
+                f"the {split} split has no column(s) {missing}; its columns are "
+                f"{splits[split].column_names} (set the *_column flags)"
+            )
+
+
+PAPER_TRAINING = dict(
+    # Table 7 of the PIXEL-M4 paper, shared by the three tasks
+    learning_rate=5e-5,
+    lr_scheduler_type="linear",
+    warmup_steps=100,
+    max_steps=15_000,
+    weight_decay=0.0,
+    adam_beta1=0.9,
+    adam_beta2=0.999,
+    adam_epsilon=1e-8,
+    load_best_model_at_end=True,
+    save_total_limit=2,
+)
+
+
+def configure_evaluation(training_args, has_validation: bool) -> bool:
+    """Without a validation split there is nothing to select checkpoints or stop early on:
+    say so and train for the full number of steps. Returns whether evaluation runs."""
+    if has_validation:
+        return training_args.eval_strategy != "no"
+    if training_args.eval_strategy != "no":
+        logger.warning(
+            "no validation split: training for max_steps without evaluation, early stopping or "
+            "best-checkpoint selection; the test split is evaluated at the end"
+        )
+    training_args.eval_strategy = "no"
+    training_args.load_best_model_at_end = False
+    return False
+
+
+def run_and_save(trainer, renderer, data: dict) -> dict:
+    """Train (the best checkpoint is restored with load_best_model_at_end), save model + renderer,
+    evaluate on validation and test, count truncation per split; writes all_results.json."""
+    import time
+
+    from transformers import EarlyStoppingCallback
+
+    metrics, args = {}, trainer.args
+    started = time.perf_counter()
+    metrics.update(trainer.train(resume_from_checkpoint=args.resume_from_checkpoint).metrics)
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        renderer.save_pretrained(args.output_dir)
+    if "validation" in data:
+        metrics.update(trainer.evaluate(data["validation"]))
+    if "test" in data:
+        # early stopping watches validation scores only (it would warn about test metrics)
+        trainer.remove_callback(EarlyStoppingCallback)
+        metrics.update(trainer.evaluate(data["test"], metric_key_prefix="test"))
+    for split, dataset in data.items():
+        for name, value in truncation_report(renderer, dataset).items():
+            metrics[f"{split}_{name}"] = value
+    metrics["total_runtime_seconds"] = round(time.perf_counter() - started, 1)
+    trainer.log_metrics("all", metrics)
+    trainer.save_metrics("all", metrics, combined=False)
+    return metrics
