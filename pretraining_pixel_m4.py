@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 from .configuration_pixel_m4 import PRESETS, PixelM4Config
 from .hub_pixel_m4 import save_hub_folder
 from .modeling_pixel_m4 import PixelM4ForPreTraining, patchify, unpatchify
-from .rendering_pixel_m4 import PixelM4TextRenderer, _clean_words, strip_to_grid
+from .rendering_pixel_m4 import PixelM4TextRenderer, clean_words, strip_to_grid
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class StripPacker:
 
     def pieces(self, line: str) -> Iterator[tuple[str, int]]:
         """(text, text patches) chunks of a line, each fitting in one strip on its own."""
-        words = _clean_words(line)
+        words = clean_words(line)
         while words:
             rendered = self.renderer.render(" ".join(words))
             fitted = len(words) - rendered.overflow
