@@ -627,8 +627,16 @@ def word_vectors(hidden_states: torch.Tensor, word_spans: torch.Tensor, mode: st
     raise ValueError(f"word pooling must be 'first' or 'mean', got {mode!r}")
 
 
-def check_labels(name: str, labels: torch.Tensor, num_labels: int) -> None:
-    """Class ids must lie in [0, num_labels) or be -100 (ignored)."""
+def check_labels(
+    name: str, labels: torch.Tensor, num_labels: int, word_shape: tuple | None = None
+) -> None:
+    """Class ids must lie in [0, num_labels) or be -100 (ignored); word-level labels must also
+    have `word_shape` (batch, num_words), the shape of word_spans without its last axis."""
+    if word_shape is not None and tuple(labels.shape) != tuple(word_shape):
+        raise ValueError(
+            f"{name} must have shape {tuple(word_shape)} (batch, num_words) like word_spans, "
+            f"got {tuple(labels.shape)}"
+        )
     bad = (labels != -100) & ((labels < 0) | (labels >= num_labels))
     if bool(bad.any()):
         raise ValueError(
@@ -730,12 +738,7 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
         logits = self.classifier(self.dropout(words))  # [B, W, num_labels]
         loss = None
         if labels is not None:
-            if labels.shape != word_spans.shape[:2]:
-                raise ValueError(
-                    f"labels must have shape {tuple(word_spans.shape[:2])} (batch, num_words) like "
-                    f"word_spans, got {tuple(labels.shape)}"
-                )
-            check_labels("labels", labels, self.num_labels)
+            check_labels("labels", labels, self.num_labels, word_spans.shape[:2])
             # words without patches (truncated) cannot be predicted: leave them out of the loss
             targets = labels.masked_fill(word_spans[..., 1] <= word_spans[..., 0], -100)
             loss = nn.functional.cross_entropy(
@@ -851,15 +854,9 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
         """Mean cross entropy over scorable words: the word has patches and its gold head exists."""
         if arc_labels is None or rel_labels is None:
             raise ValueError("give both arc_labels and rel_labels (or neither)")
-        expected = tuple(arc_logits.shape[:2])
-        for name, labels in (("arc_labels", arc_labels), ("rel_labels", rel_labels)):
-            if tuple(labels.shape) != expected:
-                raise ValueError(
-                    f"{name} must have shape {expected} (batch, num_words) like word_spans, "
-                    f"got {tuple(labels.shape)}"
-                )
-        check_labels("arc_labels", arc_labels, arc_logits.shape[2])
-        check_labels("rel_labels", rel_labels, self.num_labels)
+        words = arc_logits.shape[:2]
+        check_labels("arc_labels", arc_labels, arc_logits.shape[2], words)
+        check_labels("rel_labels", rel_labels, self.num_labels, words)
         heads = arc_labels.clamp(min=0)
         scorable = (arc_labels != -100) & allowed.gather(2, heads[..., None])[..., 0]
         arc_loss = nn.functional.cross_entropy(
