@@ -36,6 +36,16 @@ def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     return patches.permute(0, 3, 2, 4, 1).reshape(batch, width // patch_size, -1)
 
 
+def as_model_pixels(pixel_values: torch.Tensor, num_channels: int) -> torch.Tensor:
+    """The renderer's compact format (uint8 [B, 1, P, W], 255 = white; any integer dtype, as
+    `datasets`' torch format turns uint8 into int64) -> float32 [B, C, P, W] in [0, 1] on the
+    tensor's own device, exactly what `output_format="float32"` gives; float pixels pass
+    through unchanged."""
+    if pixel_values.is_floating_point():
+        return pixel_values
+    return (pixel_values.to(torch.float32) / 255).expand(-1, num_channels, -1, -1)
+
+
 def unpatchify(patches: torch.Tensor, patch_size: int, num_channels: int) -> torch.Tensor:
     """[B, L, P*P*C] -> [B, C, P, P*L], the inverse of `patchify`."""
     batch, length, _ = patches.shape
@@ -363,6 +373,7 @@ class PixelM4Model(PixelM4PreTrainedModel):
         """pixel_values [B, C, P, P*L]; attention_mask [B, L] (1 = text or end patch);
         keep [B, K]: encode only these patches (pretraining)."""
         attention_mask = check_inputs(self.config, pixel_values, attention_mask)
+        pixel_values = as_model_pixels(pixel_values, self.config.num_channels)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         hidden = self.embeddings(pixel_values, keep)
@@ -426,7 +437,9 @@ class PixelM4Model(PixelM4PreTrainedModel):
             range(0, total, batch_size), desc="embedding", unit="batch", disable=not show_progress
         ):
             if texts is not None:
-                inputs = renderer(texts[start : start + batch_size], return_tensors="pt")
+                inputs = renderer(
+                    texts[start : start + batch_size], return_tensors="pt", output_format="uint8"
+                )
                 batch_pixels, batch_mask = inputs["pixel_values"], inputs["attention_mask"]
             else:
                 batch_pixels = pixel_values[start : start + batch_size]
@@ -502,6 +515,7 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
     ) -> PixelM4ForPreTrainingOutput:
         """patch_mask [B, L] (True = hide) overrides the sampled mask, e.g. to fix it for evaluation."""
         attention_mask = check_inputs(self.config, pixel_values, attention_mask)
+        pixel_values = as_model_pixels(pixel_values, self.config.num_channels)
         if patch_mask is None:
             patch_mask = self.sample_patch_mask(attention_mask)
         elif patch_mask.shape != attention_mask.shape:
@@ -543,6 +557,7 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
     ) -> torch.Tensor:
         """[B, C, P, P*L] strip with the hidden patches replaced by the model's predictions,
         de-normalised with each original patch's own statistics when `norm_pix_loss` is on."""
+        pixel_values = as_model_pixels(pixel_values, self.config.num_channels)
         original = patchify(pixel_values.float(), self.config.patch_size)
         predicted = logits.float()
         if self.config.norm_pix_loss:
@@ -554,7 +569,8 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
 
 def check_inputs(config: PixelM4Config, pixel_values, attention_mask) -> torch.Tensor:
     """Validate model inputs with errors a user can act on; returns the [B, L] attention mask."""
-    expected = (config.num_channels, *config.image_size)
+    compact = isinstance(pixel_values, torch.Tensor) and not pixel_values.is_floating_point()
+    expected = (1 if compact else config.num_channels, *config.image_size)
     if (
         not isinstance(pixel_values, torch.Tensor)
         or pixel_values.dim() != 4
@@ -566,7 +582,8 @@ def check_inputs(config: PixelM4Config, pixel_values, attention_mask) -> torch.T
             else type(pixel_values).__name__
         )
         raise ValueError(
-            f"pixel_values must be a tensor of shape (batch, {', '.join(map(str, expected))}), got {got}; "
+            f"pixel_values must be a tensor of shape (batch, {', '.join(map(str, expected))})"
+            f"{' (integers, the compact format)' if compact else ''}, got {got}; "
             "render text with PixelM4TextRenderer (AutoProcessor) to get model inputs"
         )
     batch, length = pixel_values.shape[0], config.num_patches

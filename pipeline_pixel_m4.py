@@ -54,7 +54,7 @@ class PixelM4FeatureExtractionPipeline(Pipeline):
     def preprocess(self, text):
         if not isinstance(text, str):
             raise TypeError(f"the PIXEL-M4 pipeline takes str inputs, got {type(text).__name__}")
-        rendered = self.image_processor(text, return_tensors="pt")
+        rendered = self.image_processor(text, return_tensors="pt", output_format="uint8")
         return {
             "pixel_values": rendered["pixel_values"],
             "attention_mask": rendered["attention_mask"],

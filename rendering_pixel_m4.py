@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes.util
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -52,6 +53,7 @@ from transformers.image_processing_utils import ImageProcessingMixin
 logger = logging.getLogger(__name__)
 
 RENDER_MODES = ("bigram", "continuous", "word_bigram")
+OUTPUT_FORMATS = ("float32", "uint8")  # pixel_values: [B, 3, P, W] in [0, 1], or [B, 1, P, W] 0-255
 _DEFAULT_FONT_SIZE = {"bigram": 8, "continuous": 8, "word_bigram": 10}
 _DEFAULT_PIXELS_PER_PATCH = {"bigram": 16, "continuous": 16, "word_bigram": 24}
 _CONTINUOUS_MARGIN = 2  # px of white before and after a continuous text (original PIXEL)
@@ -702,6 +704,17 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         output["image_processor_type"] = self.__class__.__name__
         return output
 
+    def __getstate__(self) -> dict:
+        """What pickling (DataLoader workers, `datasets` with num_proc) and `datasets`'
+        fingerprinting see: the public settings and a digest of the font bytes, no per-process
+        state, so equal renderers hash equally in every process and `.map` hits its cache."""
+        return {**self.to_dict(), "font_setup_hash": self._setup_key}
+
+    def __setstate__(self, state: dict):
+        state = dict(state)
+        state.pop("font_setup_hash", None)
+        self.__init__(**state)
+
     def to_json_file(self, json_file_path):
         """Writes the config with font files as basenames: they are copied next to it."""
         config = self.to_dict()
@@ -752,21 +765,45 @@ class PixelM4TextRenderer(ImageProcessingMixin):
 
     # ----------------------------------------------------------------------------- API
     def __call__(
-        self, text, text_pair=None, return_tensors=None, return_word_spans=False, **kwargs
+        self,
+        text,
+        text_pair=None,
+        return_tensors=None,
+        return_word_spans=False,
+        output_format="float32",
+        **kwargs,
     ) -> BatchFeature:
+        """Renders a text or a batch of texts (optionally with text pairs).
+
+        `output_format` "float32" (default, the checkpoints' convention): `pixel_values`
+        [B, 3, P, P*L] in [0, 1]. "uint8": the compact batch format, [B, 1, P, P*L] with
+        255 = white, 12x smaller; every model class converts it on its device (use it in
+        DataLoader workers and to pre-render a corpus with `datasets`).
+        """
         if return_tensors not in (None, "np", "pt"):
             raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}"
+            )
         if kwargs:
             logger.warning("PixelM4TextRenderer ignores the arguments %s", sorted(kwargs))
         texts, pairs = _as_batch(text, text_pair)
         patch, length = self.pixels_per_patch, self.max_seq_length
+        compact = output_format == "uint8"
         # filled in place, one example at a time: memory is the output plus one strip
-        pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
+        pixel_values = np.empty(
+            (len(texts), 1 if compact else 3, patch, patch * length),
+            dtype=np.uint8 if compact else np.float32,
+        )
         num_patches, overflow, missing, spans, counts = [], [], [], [], []
         for index, (one, pair) in enumerate(zip(texts, pairs, strict=True)):
             example = self.render(one, pair)
-            np.divide(example.pixels, _WHITE, out=pixel_values[index, 0], dtype=np.float32)
-            pixel_values[index, 1:] = pixel_values[index, 0]
+            if compact:
+                pixel_values[index, 0] = example.pixels
+            else:
+                np.divide(example.pixels, _WHITE, out=pixel_values[index, 0], dtype=np.float32)
+                pixel_values[index, 1:] = pixel_values[index, 0]
             num_patches.append(example.num_patches)
             overflow.append(example.overflow)
             missing.append(example.missing_glyphs)
@@ -1237,6 +1274,26 @@ def strip_to_grid(pixels, grid: int = 23):
 
 
 PixelM4TextRenderer.register_for_auto_class("AutoImageProcessor")
+
+
+def _attach_to_parent_package():
+    """transformers loads remote code as `transformers_modules.<repo>.<hash>.rendering_pixel_m4`
+    without setting it as an attribute of its parent package. dill (used by `datasets` to
+    fingerprint `.map` functions) looks classes up through that attribute and, not finding
+    them, pickles the class by value, with its cffi handles. Attach it, so the class pickles by
+    reference as it does when installed."""
+    package, _, name = __name__.rpartition(".")
+    if not package:
+        return
+    try:
+        parent = importlib.import_module(package)
+    except ImportError:
+        return
+    if getattr(parent, name, None) is None:
+        setattr(parent, name, sys.modules[__name__])
+
+
+_attach_to_parent_package()
 
 if __name__ == "__main__":  # quick look: python rendering_pixel_m4.py "some text"
     example = PixelM4TextRenderer().render(" ".join(sys.argv[1:]) or "Hello world")

@@ -248,7 +248,10 @@ def pad_to_patches(batch: dict, num_patches: int) -> dict:
         )
     if missing:
         patch = pixel_values.shape[2]
-        white = pixel_values.new_ones(*pixel_values.shape[:3], missing * patch)
+        white = pixel_values.new_full(
+            (*pixel_values.shape[:3], missing * patch),
+            255 if pixel_values.dtype == torch.uint8 else 1,
+        )
         pixel_values = torch.cat([pixel_values, white], 3)
         attention_mask = torch.cat(
             [attention_mask, attention_mask.new_zeros(attention_mask.shape[0], missing)], 1
@@ -270,6 +273,7 @@ class SequenceClassificationCollator:
 
     renderer: PixelM4TextRenderer
     num_patches: int
+    output_format: str = "uint8"  # the compact format: 12x fewer bytes across worker boundaries
 
     def __post_init__(self):
         check_lengths(self.renderer, self.num_patches)
@@ -279,7 +283,10 @@ class SequenceClassificationCollator:
         pairs = (
             [feature["text_pair"] for feature in features] if "text_pair" in features[0] else None
         )
-        batch = pad_to_patches(self.renderer(texts, pairs, return_tensors="pt"), self.num_patches)
+        rendered = self.renderer(
+            texts, pairs, return_tensors="pt", output_format=self.output_format
+        )
+        batch = pad_to_patches(rendered, self.num_patches)
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([feature["labels"] for feature in features])
         return batch
@@ -299,13 +306,16 @@ class WordTaskCollator:
     num_patches: int
     label_fields: tuple[str, ...] = ("labels",)
     head_fields: tuple[str, ...] = ()
+    output_format: str = "uint8"  # the compact format: 12x fewer bytes across worker boundaries
 
     def __post_init__(self):
         check_lengths(self.renderer, self.num_patches)
 
     def __call__(self, features: list[dict]) -> dict:
         texts = [" ".join(feature["tokens"]) for feature in features]
-        rendered = self.renderer(texts, return_tensors="pt", return_word_spans=True)
+        rendered = self.renderer(
+            texts, return_tensors="pt", return_word_spans=True, output_format=self.output_format
+        )
         batch = pad_to_patches(rendered, self.num_patches)
         num_words = max(len(feature["tokens"]) for feature in features)
         word_spans = torch.zeros(len(features), num_words, 2, dtype=torch.long)

@@ -273,6 +273,7 @@ def main():
             [row["src"] for row in rows],
             template=[row["template"] for row in rows],
             target=[row["target"] for row in rows],
+            output_format="uint8",  # compact pixels across the DataLoader; the encoder converts
         )
 
     results = evaluate(model, processor, evaluation, args, "before")
