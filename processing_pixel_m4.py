@@ -64,6 +64,8 @@ WORD_SEGMENTERS = {
     ),
 }
 DEFAULT_WORD_SEGMENTER = "thai"  # the paper's setting
+# What fallback_processor_config.json holds besides the class name.
+SAVED_SETTINGS = ("pixel_word_rule", "word_segmenter", "max_source_length", "max_target_length")
 
 
 def parse_word_segmenter(value: str | None) -> tuple[str, ...]:
@@ -472,33 +474,26 @@ class PixelFallbackProcessor:
         os.makedirs(save_directory, exist_ok=True)
         self.tokenizer.save_pretrained(save_directory)
         self.renderer.save_pretrained(save_directory)
-        config = {
-            "processor_class": type(self).__name__,
-            "pixel_word_rule": self.pixel_word_rule,
-            "word_segmenter": self.word_segmenter,
-            "max_source_length": self.max_source_length,
-            "max_target_length": self.max_target_length,
-        }
+        config = {"processor_class": type(self).__name__}
+        config.update({name: getattr(self, name) for name in SAVED_SETTINGS})
         with open(os.path.join(save_directory, FALLBACK_PROCESSOR_CONFIG), "w") as writer:
             json.dump(config, writer, indent=2)
 
     @classmethod
-    def from_pretrained(cls, path, pixel_word_rule=None, **kwargs) -> "PixelFallbackProcessor":
-        """Loads what `save_pretrained` wrote (a local folder or Hub repo)."""
+    def from_pretrained(cls, path, **kwargs) -> "PixelFallbackProcessor":
+        """Loads what `save_pretrained` wrote (a local folder or Hub repo). The saved settings
+        (pixel_word_rule, word_segmenter, max_source_length, max_target_length) can be
+        overridden by keyword; other kwargs go to the tokenizer / file lookups."""
         from transformers.utils import cached_file
 
+        overrides = {name: kwargs.pop(name) for name in SAVED_SETTINGS if name in kwargs}
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         renderer = PixelM4TextRenderer.from_pretrained(path, **kwargs)
         config_file = cached_file(path, FALLBACK_PROCESSOR_CONFIG, **kwargs)
         with open(config_file) as reader:
             config = json.load(reader)
-        rule = pixel_word_rule if pixel_word_rule is not None else config["pixel_word_rule"]
-        settings = {
-            name: config[name]
-            for name in ("word_segmenter", "max_source_length", "max_target_length")
-            if name in config
-        }
-        return cls(tokenizer, renderer, rule, **settings)
+        settings = {name: config[name] for name in SAVED_SETTINGS if name in config}
+        return cls(tokenizer, renderer, **{**settings, **overrides})
 
 
 __all__ = [

@@ -1,5 +1,7 @@
 """Train a pixel fallback for a causal LM on XX->EN translation (Lotz et al. 2025), two stages.
 
+The paper's setting by default: the whole source goes through the fallback (one pixel word per
+word, Thai split into words with PyThaiNLP), source and target cut at 256 (Table 10).
 Stage 1 trains the fallback encoder (+ projector) with the LLM frozen; stage 2 trains it jointly
 with a DoRA adapter on the LLM's q/k/v/o projections. Both use the paper's schedule: peak LR
 3e-4, 10% linear warm-up, cosine decay to 3e-5. Translations of a held-out split are scored

@@ -364,6 +364,17 @@ def test_processor_settings_saved(tokenizer, renderer, tmp_path):
     assert (loaded.max_source_length, loaded.max_target_length) == (100, None)
     text = f"Tea: {THAI} 我每天早上上班前都会喝一杯茶。"
     assert loaded.split_pieces(text, TEMPLATE) == processor.split_pieces(text, TEMPLATE)
+    overridden = PixelFallbackProcessor.from_pretrained(tmp_path, max_source_length=5)
+    assert (overridden.max_source_length, overridden.word_segmenter) == (5, "thai,chinese")
+    # a folder saved before these settings existed loads with the paper's defaults
+    config_file = tmp_path / "fallback_processor_config.json"
+    config_file.write_text(json.dumps({"pixel_word_rule": "non_ascii"}))
+    old = PixelFallbackProcessor.from_pretrained(tmp_path)
+    assert (old.pixel_word_rule, old.word_segmenter, old.max_source_length) == (
+        "non_ascii",
+        "thai",
+        256,
+    )
 
 
 def test_labels_cover_target_tokens_only(processor, tokenizer):
