@@ -38,8 +38,7 @@ class WordSegmenter:
     """A dictionary word segmenter for a script written without spaces (an optional package)."""
 
     script: str  # regex character class of the characters that call for this segmenter
-    package: str  # the module to import
-    pip_name: str  # what to pip install
+    package: str  # the PyPI package (and module) it needs
     extra: str  # the pixel-m4 extra that installs it
 
 
@@ -49,16 +48,14 @@ class WordSegmenter:
 # default. Chinese (jieba) and Japanese (janome) are offered for the scripts the paper did not
 # cover; both ship their dictionaries too. They are mutually exclusive (both claim Han).
 WORD_SEGMENTERS = {
-    "thai": WordSegmenter("[\u0e00-\u0e7f]", "pythainlp", "pythainlp", "thai"),
+    "thai": WordSegmenter("[\u0e00-\u0e7f]", "pythainlp", "thai"),
     "chinese": WordSegmenter(
         "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]",
-        "jieba",
         "jieba",
         "chinese",
     ),
     "japanese": WordSegmenter(
         "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]",
-        "janome",
         "janome",
         "japanese",
     ),
@@ -110,7 +107,7 @@ def load_word_segmenter(name: str) -> Callable[[str], list[str]]:
     except ImportError as error:
         raise ImportError(
             f"word_segmenter={name!r} needs the package {segmenter.package!r} to split "
-            f"{name.capitalize()} text into words: pip install {segmenter.pip_name} "
+            f"{name.capitalize()} text into words: pip install {segmenter.package} "
             f"(or pip install 'pixel-m4[{segmenter.extra}]'); word_segmenter='none' keeps "
             "whitespace words only"
         ) from error
