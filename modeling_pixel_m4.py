@@ -339,6 +339,31 @@ class PixelM4PreTrainedModel(PreTrainedModel):
     # transformers' ViT-MAE does); only the encoder's modules are hooked, never the decoder's.
     _can_record_outputs = {"hidden_states": PixelM4Layer, "attentions": PixelM4Attention}
 
+    @classmethod
+    def remote_code_auto_map(cls) -> dict[str, str]:
+        """auto_map for every class, so one folder serves AutoModel, AutoModelFor*, ... ("AutoModel"
+        stays the encoder, defined first, unless the saved class registers it itself: a saved
+        parser maps AutoModel to the parser)."""
+        auto_map = {"AutoConfig": f"{PixelM4Config.__module__.rsplit('.', 1)[-1]}.PixelM4Config"}
+        module = __name__.rsplit(".", 1)[-1]
+        for subclass in PixelM4PreTrainedModel.__subclasses__():
+            if subclass._auto_class is not None:
+                auto_map.setdefault(subclass._auto_class, f"{module}.{subclass.__name__}")
+        if cls._auto_class is not None:
+            auto_map[cls._auto_class] = f"{module}.{cls.__name__}"
+        return auto_map
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also writes what makes the folder a complete remote-code repo: `auto_map` for every
+        class and `custom_pipelines` (feature-extraction + this head's task). The pipeline module
+        is imported relatively here, so transformers copies it beside the model code; this also
+        covers `push_to_hub`, which saves through this method."""
+        from .pipeline_pixel_m4 import add_to_config
+
+        self.config.auto_map = type(self).remote_code_auto_map()
+        add_to_config(self.config, type(self).__name__)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -360,6 +385,14 @@ class PixelM4PreTrainedModel(PreTrainedModel):
 
 class PixelM4Model(PixelM4PreTrainedModel):
     """The PIXEL-M4 encoder: rendered strip in, one vector per patch (+ CLS) out."""
+
+    # Loading the encoder alone from a pretraining or task folder leaves out the decoder / head
+    # on purpose: no unexpected-keys report for them.
+    _keys_to_ignore_on_load_unexpected = [
+        r"^decoder\.",
+        r"^classifier\.",
+        r"^(arc|rel)_(dependent|head|scorer)\.",
+    ]
 
     def __init__(self, config: PixelM4Config):
         super().__init__(config)

@@ -178,7 +178,14 @@ class _Native:
     """The cffi handle and the dlopened libraries (loaded once; valid across fork)."""
 
     def __init__(self):
-        from cffi import FFI
+        # In try/except: transformers' remote-code import check skips such imports, and a missing
+        # package gets an error that says what to install.
+        try:
+            from cffi import FFI
+        except ImportError as error:
+            raise ImportError(
+                "the PIXEL-M4 renderer needs the cffi package: pip install cffi"
+            ) from error
 
         self.ffi = FFI()
         self.ffi.cdef(_CDEF)
@@ -207,7 +214,7 @@ def _get_native() -> _Native:
     if _native is None:
         try:
             _native = _Native()
-        except (OSError, ModuleNotFoundError) as error:
+        except OSError as error:
             raise ImportError(_MISSING_LIBRARIES) from error
     return _native
 
@@ -374,8 +381,16 @@ def default_font_files() -> list[str]:
     emoji are not language, and leaving them out makes them show up as counted missing glyphs
     rather than as monochrome pictures a text model was never meant to read.
     """
-    import manimgx_fonts
-    import manimgx_fonts_cjk
+    # Only renderers built without font_file need the font packages (a saved folder names its
+    # own font files); in try/except so that transformers' remote-code import check skips them.
+    try:
+        import manimgx_fonts
+        import manimgx_fonts_cjk
+    except ImportError as error:
+        raise ImportError(
+            "the default fonts come from the manimgx-fonts packages: pip install manimgx-fonts "
+            "manimgx-fonts-cjk, or pass font_file= (a saved renderer folder carries its fonts)"
+        ) from error
 
     latin_dir = Path(manimgx_fonts.__file__).parent
     primary = latin_dir / "NotoSans[wght].ttf"
@@ -793,7 +808,8 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         """What pickling (DataLoader workers, `datasets` with num_proc) and `datasets`'
         fingerprinting see: the public settings and a digest of the font bytes, no per-process
         state, so equal renderers hash equally in every process and `.map` hits its cache."""
-        return {**self.to_dict(), "font_setup_hash": self._setup_key}
+        settings = {key: value for key, value in self.to_dict().items() if key != "auto_map"}
+        return {**settings, "font_setup_hash": self._setup_key}
 
     def __setstate__(self, state: dict):
         state = dict(state)
@@ -804,6 +820,10 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         """Writes the config with font files as basenames: they are copied next to it."""
         config = self.to_dict()
         config["font_file"] = [os.path.basename(path) for path in self.font_file]
+        if "auto_map" in config:
+            # AutoProcessor straight to this class: its fallback through AutoImageProcessor
+            # needs pillow, which rendering does not use
+            config["auto_map"]["AutoProcessor"] = config["auto_map"]["AutoImageProcessor"]
         with open(json_file_path, "w", encoding="utf-8") as writer:
             writer.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
@@ -828,6 +848,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             for key in ("cache_dir", "force_download", "local_files_only", "token", "revision")
             if key in kwargs
         }
+        kwargs.pop("trust_remote_code", None)  # AutoProcessor passes it on
         config, _ = cls.get_image_processor_dict(pretrained_model_name_or_path, **hub_kwargs)
         config = {key: value for key, value in config.items() if key != "auto_map"}
         config = {**_SETTINGS_BEFORE_SAVED, **config}
