@@ -189,3 +189,25 @@ def test_truncated_words_get_no_prediction(tmp_path):
     pipe = pipeline("token-classification", model=str(path), trust_remote_code=True)
     with pytest.raises(ValueError, match="pixel_values must be"):
         pipe("one two")  # a renderer shorter than the model is an error, not a silent pad
+
+
+def test_lora_target_modules():
+    """The peft example of docs/interop.md: LoRA on the documented module names + the head."""
+    from peft import LoraConfig, get_peft_model
+
+    model = PixelM4ForSequenceClassification(small_config(num_labels=7))
+    lora = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.1,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"],
+        modules_to_save=["classifier"],
+    )
+    model = get_peft_model(model, lora)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    layers = model.base_model.model.config.num_hidden_layers
+    assert sum("lora_A" in name for name in trainable) == 6 * layers
+    assert any("classifier" in name for name in trainable)
+    assert not any("patch_embeddings" in name or "layernorm" in name for name in trainable)
+    pixels = torch.rand(2, 3, 16, 16 * PATCHES)
+    assert model(pixel_values=pixels).logits.shape == (2, 7)
