@@ -752,27 +752,48 @@ class PixelM4TextRenderer(ImageProcessingMixin):
 
     # ----------------------------------------------------------------------------- API
     def __call__(
-        self, text, text_pair=None, return_tensors=None, return_word_spans=False, **kwargs
+        self,
+        text,
+        text_pair=None,
+        return_tensors=None,
+        return_word_spans=False,
+        padding="max_length",
+        pad_to_multiple_of=None,
+        **kwargs,
     ) -> BatchFeature:
+        """Render a text or a batch of texts (with optional pairs) to model inputs.
+
+        `padding="max_length"` (default, what the checkpoints were trained on) makes every strip
+        max_seq_length patches wide; `"longest"` (or True) pads only to the batch's longest
+        text, rounded up to a multiple of `pad_to_multiple_of` patches (capped at
+        max_seq_length). Truncation is the same either way: at max_seq_length.
+        """
         if return_tensors not in (None, "np", "pt"):
             raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
+        if padding is True:
+            padding = "longest"
+        if padding not in ("max_length", "longest"):
+            raise ValueError(f"padding must be 'max_length' or 'longest' (True), got {padding!r}")
+        if pad_to_multiple_of is not None:
+            _positive_int("pad_to_multiple_of", pad_to_multiple_of)
         if kwargs:
             logger.warning("PixelM4TextRenderer ignores the arguments %s", sorted(kwargs))
         texts, pairs = _as_batch(text, text_pair)
-        patch, length = self.pixels_per_patch, self.max_seq_length
-        # filled in place, one example at a time: memory is the output plus one strip
+        examples = [self.render(one, pair) for one, pair in zip(texts, pairs, strict=True)]
+        num_patches = np.array([example.num_patches for example in examples], dtype=np.int64)
+        patch, length = (
+            self.pixels_per_patch,
+            self.padded_length(num_patches, padding, pad_to_multiple_of),
+        )
         pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
-        num_patches, overflow, missing, spans, counts = [], [], [], [], []
-        for index, (one, pair) in enumerate(zip(texts, pairs, strict=True)):
-            example = self.render(one, pair)
-            np.divide(example.pixels, _WHITE, out=pixel_values[index, 0], dtype=np.float32)
+        for index, example in enumerate(examples):
+            strip = example.pixels[:, : patch * length]  # past `length` there is only padding
+            np.divide(strip, _WHITE, out=pixel_values[index, 0], dtype=np.float32)
             pixel_values[index, 1:] = pixel_values[index, 0]
-            num_patches.append(example.num_patches)
-            overflow.append(example.overflow)
-            missing.append(example.missing_glyphs)
-            spans.append(example.word_patch_spans)
-            counts.append(example.word_patch_counts)
-        num_patches = np.array(num_patches, dtype=np.int64)
+        overflow = [example.overflow for example in examples]
+        missing = [example.missing_glyphs for example in examples]
+        spans = [example.word_patch_spans for example in examples]
+        counts = [example.word_patch_counts for example in examples]
         data = {
             "pixel_values": pixel_values,
             "attention_mask": (np.arange(length)[None, :] < num_patches[:, None]).astype(np.int64),
@@ -787,6 +808,15 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             if self.render_mode == "word_bigram":
                 batch["word_patch_counts"] = counts
         return batch
+
+    def padded_length(self, num_patches, padding: str, pad_to_multiple_of: int | None) -> int:
+        """Strip width in patches for a batch whose texts take `num_patches` patches each."""
+        if padding == "max_length":
+            return self.max_seq_length
+        length = max(int(np.max(num_patches, initial=1)), 1)
+        if pad_to_multiple_of is not None:
+            length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+        return min(length, self.max_seq_length)
 
     def render(self, text, text_pair=None) -> RenderedText:
         """Renders one example (a text, optionally with a second text) to a numpy strip."""
