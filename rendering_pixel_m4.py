@@ -42,7 +42,7 @@ import threading
 import unicodedata
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -779,17 +779,27 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         if kwargs:
             logger.warning("PixelM4TextRenderer ignores the arguments %s", sorted(kwargs))
         texts, pairs = _as_batch(text, text_pair)
-        examples = [self.render(one, pair) for one, pair in zip(texts, pairs, strict=True)]
-        num_patches = np.array([example.num_patches for example in examples], dtype=np.int64)
-        patch, length = (
-            self.pixels_per_patch,
-            self.padded_length(num_patches, padding, pad_to_multiple_of),
-        )
-        pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
+        patch = self.pixels_per_patch
+        examples = (self.render(one, pair) for one, pair in zip(texts, pairs, strict=True))
+        if padding == "max_length":
+            length = self.max_seq_length  # known: strips are copied in as they are rendered
+        else:  # the width needs every text first: keep only their attended patches meanwhile
+            examples = [
+                replace(e, pixels=e.pixels[:, : patch * e.num_patches].copy()) for e in examples
+            ]
+            length = self.padded_length([e.num_patches for e in examples], pad_to_multiple_of)
+        # filled in place, one example at a time: memory is the output plus one strip
+        pixel_values = np.ones((len(texts), 3, patch, patch * length), dtype=np.float32)
+        kept = []
         for index, example in enumerate(examples):
-            strip = example.pixels[:, : patch * length]  # past `length` there is only padding
-            np.divide(strip, _WHITE, out=pixel_values[index, 0], dtype=np.float32)
+            strip = example.pixels[:, : patch * length]  # after the text there is only white
+            np.divide(
+                strip, _WHITE, out=pixel_values[index, 0, :, : strip.shape[1]], dtype=np.float32
+            )
             pixel_values[index, 1:] = pixel_values[index, 0]
+            kept.append(replace(example, pixels=None))
+        examples = kept
+        num_patches = np.array([example.num_patches for example in examples], dtype=np.int64)
         overflow = [example.overflow for example in examples]
         missing = [example.missing_glyphs for example in examples]
         spans = [example.word_patch_spans for example in examples]
@@ -809,11 +819,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 batch["word_patch_counts"] = counts
         return batch
 
-    def padded_length(self, num_patches, padding: str, pad_to_multiple_of: int | None) -> int:
-        """Strip width in patches for a batch whose texts take `num_patches` patches each."""
-        if padding == "max_length":
-            return self.max_seq_length
-        length = max(int(np.max(num_patches, initial=1)), 1)
+    def padded_length(self, num_patches: list[int], pad_to_multiple_of: int | None) -> int:
+        """padding="longest": strip width in patches for texts of `num_patches` patches each."""
+        length = max(num_patches, default=1)
         if pad_to_multiple_of is not None:
             length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
         return min(length, self.max_seq_length)
