@@ -29,7 +29,7 @@ import re
 import torch
 from transformers import Pipeline
 
-from .modeling_pixel_m4 import check_layers, mean_pooled_layers
+from .modeling_pixel_m4 import check_layers, mean_pooled_layers, trim_to_longest
 from .rendering_pixel_m4 import clean_words
 
 PIPELINE_TASK = "feature-extraction"
@@ -80,7 +80,12 @@ class PixelM4FeatureExtractionPipeline(_RawTextPipeline):
 
     def _forward(self, model_inputs, layers=(-1,)):
         encoder = getattr(self.model, "vit", self.model)  # PixelM4Model, or a model holding one
-        output = encoder(**model_inputs, output_hidden_states=True)
+        # preprocess renders full strips (transformers' batching concatenates pixel_values as
+        # they are); the batch is cut after its longest text here, the same outputs for less work
+        pixel_values, attention_mask = trim_to_longest(
+            model_inputs["pixel_values"], model_inputs["attention_mask"], encoder.config.patch_size
+        )
+        output = encoder(pixel_values, attention_mask, output_hidden_states=True, return_dict=True)
         return {"embeddings": mean_pooled_layers(output, layers)}  # [B, len(layers), D]
 
     def postprocess(self, model_outputs, normalize=True, return_tensors=False, single_layer=True):
@@ -115,7 +120,12 @@ class PixelM4TextClassificationPipeline(_RawTextPipeline):
         return {key: rendered[key] for key in ("pixel_values", "attention_mask")}
 
     def _forward(self, model_inputs):
-        return {"logits": self.model(**model_inputs).logits}
+        pixel_values, attention_mask = trim_to_longest(
+            model_inputs["pixel_values"],
+            model_inputs["attention_mask"],
+            self.model.config.patch_size,
+        )
+        return {"logits": self.model(pixel_values, attention_mask).logits}
 
     def postprocess(self, model_outputs, top_k=""):
         logits = model_outputs["logits"][0].float()
@@ -152,7 +162,13 @@ class _WordPipeline(_RawTextPipeline):
 
     def _forward(self, model_inputs):
         text, offsets = model_inputs.pop("text"), model_inputs.pop("offsets")
-        return {"output": self.model(**model_inputs), "text": text, "offsets": offsets}
+        pixel_values, attention_mask = trim_to_longest(
+            model_inputs["pixel_values"],
+            model_inputs["attention_mask"],
+            self.model.config.patch_size,
+        )
+        output = self.model(pixel_values, model_inputs["word_spans"], attention_mask)
+        return {"output": output, "text": text, "offsets": offsets}
 
 
 class PixelM4TokenClassificationPipeline(_WordPipeline):

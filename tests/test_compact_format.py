@@ -126,7 +126,7 @@ def test_embed_from_texts_equals_embed_from_float_pixels(renderer):
 def test_models_reject_uint8_with_three_channels(renderer):
     model = PixelM4Model(small_config())
     compact = renderer(TEXTS, return_tensors="pt", output_format="uint8")["pixel_values"]
-    with pytest.raises(ValueError, match=r"\(batch, 1, 16, 576\) \(integers"):
+    with pytest.raises(ValueError, match=r"\(batch, 1, 16, width\) \(integers"):
         model(compact.expand(-1, 3, -1, -1))
 
 
@@ -154,7 +154,9 @@ def test_fallback_encoder_reads_uint8_like_float32():
 
 
 def test_collators_emit_the_compact_format(renderer):
-    batch = SequenceClassificationCollator(renderer, 49)([{"text": t, "labels": 0} for t in TEXTS])
+    batch = SequenceClassificationCollator(renderer, 49, padding="max_length")(
+        [{"text": t, "labels": 0} for t in TEXTS]
+    )
     assert batch["pixel_values"].dtype == torch.uint8
     assert tuple(batch["pixel_values"].shape) == (3, 1, 16, 16 * 49)
     assert (batch["pixel_values"][..., 16 * PATCHES :] == 255).all()  # padded with white

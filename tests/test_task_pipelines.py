@@ -185,10 +185,9 @@ def test_truncated_words_get_no_prediction(tmp_path):
     words = pipe(text, ignore_labels=[])
     assert 0 < len(words) < 8
     assert [word["word"] for word in words] == text.split(" ")[: len(words)]
-    PixelM4TextRenderer(max_seq_length=6).save_pretrained(path)
+    PixelM4TextRenderer(max_seq_length=5).save_pretrained(path)  # narrower than the model
     pipe = pipeline("token-classification", model=str(path), trust_remote_code=True)
-    with pytest.raises(ValueError, match="pixel_values must be"):
-        pipe("one two")  # a renderer shorter than the model is an error, not a silent pad
+    assert 0 < len(pipe(text, ignore_labels=[])) < len(words)
 
 
 def test_lora_target_modules():
