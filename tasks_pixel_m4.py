@@ -438,22 +438,36 @@ def truncation_report(renderer: PixelM4TextRenderer, dataset) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def classification_metrics(eval_prediction) -> dict[str, float]:
-    """Trainer `compute_metrics`: accuracy and macro-F1 (the paper's SIB-200 metric)."""
-    from sklearn.metrics import accuracy_score, f1_score
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
+
+def load_metric(name: str):
+    """One of the package's `evaluate` modules (`metrics/<name>/<name>.py`): classification_scores,
+    seqeval_scores, attachment_scores, translation_scores. Local files: they load offline."""
+    import evaluate
+
+    if name not in _loaded_metrics:
+        _loaded_metrics[name] = evaluate.load(str(METRICS_DIR / name))
+    return _loaded_metrics[name]
+
+
+_loaded_metrics: dict = {}
+
+
+def classification_metrics(eval_prediction) -> dict[str, float]:
+    """Trainer `compute_metrics`: accuracy and macro-F1 (the paper's SIB-200 metric), through
+    the `classification_scores` evaluate module."""
     logits = eval_prediction.predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
     predictions, labels = np.asarray(logits).argmax(-1), eval_prediction.label_ids
-    return {
-        "accuracy": float(accuracy_score(labels, predictions)),
-        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
-    }
+    return load_metric("classification_scores").compute(
+        predictions=predictions.tolist(), references=np.asarray(labels).tolist()
+    )
 
 
 def ner_metrics(id2label: dict[int, str]):
-    """Trainer `compute_metrics` for BIO tags: entity-level P/R/F1 (seqeval), tag accuracy."""
-    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+    """Trainer `compute_metrics` for BIO tags: entity-level P/R/F1 (seqeval), tag accuracy,
+    through the `seqeval_scores` evaluate module."""
 
     def compute(eval_prediction) -> dict[str, float]:
         logits = eval_prediction.predictions
@@ -464,12 +478,7 @@ def ner_metrics(id2label: dict[int, str]):
             keep = label_row != IGNORE
             gold.append([id2label[int(i)] for i in label_row[keep]])
             predicted.append([id2label[int(i)] for i in prediction_row[keep]])
-        return {
-            "precision": float(precision_score(gold, predicted, zero_division=0)),
-            "recall": float(recall_score(gold, predicted, zero_division=0)),
-            "f1": float(f1_score(gold, predicted, zero_division=0)),
-            "accuracy": float(accuracy_score(gold, predicted)),
-        }
+        return load_metric("seqeval_scores").compute(predictions=predicted, references=gold)
 
     return compute
 
@@ -602,7 +611,12 @@ def parsing_metrics(eval_prediction) -> dict[str, float]:
     """Trainer `compute_metrics` for the parser (after `preprocess_parser_logits`)."""
     decoded = np.asarray(eval_prediction.predictions)
     gold_heads, gold_rels = eval_prediction.label_ids
-    scores = attachment_scores(decoded[..., 0], decoded[..., 1], gold_heads, gold_rels)
+    scores = load_metric("attachment_scores").compute(
+        predicted_heads=decoded[..., 0].tolist(),
+        predicted_relations=decoded[..., 1].tolist(),
+        gold_heads=np.asarray(gold_heads).tolist(),
+        gold_relations=np.asarray(gold_rels).tolist(),
+    )
     return {name: float(value) for name, value in scores.items()}
 
 

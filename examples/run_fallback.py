@@ -24,7 +24,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sacrebleu
 import torch
 from datasets import concatenate_datasets, load_dataset
 from transformers import (
@@ -45,6 +44,7 @@ from pixel_m4.processing_pixel_m4 import (
     WORD_SEGMENTERS,
     PixelFallbackProcessor,
 )
+from pixel_m4.tasks_pixel_m4 import load_metric
 from pixel_m4.tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
 
 logger = logging.getLogger(__name__)
@@ -256,11 +256,11 @@ def evaluate(model, processor, pairs, args: FallbackArguments, name: str) -> dic
         num_beams=args.num_beams,
         do_sample=False,
     )
-    references = [pairs["tgt"]]
-    scores = {
-        f"{name}_chrf++": sacrebleu.CHRF(word_order=2).corpus_score(hypotheses, references).score,
-        f"{name}_bleu": sacrebleu.BLEU().corpus_score(hypotheses, references).score,
-    }
+    # chrF++ and BLEU through the package's `translation_scores` evaluate module (sacrebleu)
+    computed = load_metric("translation_scores").compute(
+        predictions=hypotheses, references=list(pairs["tgt"])
+    )
+    scores = {f"{name}_{metric}": value for metric, value in computed.items()}
     logger.info("%s: %s | e.g. %r -> %r", name, scores, pairs["src"][0], hypotheses[0])
     return scores
 
