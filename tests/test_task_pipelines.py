@@ -210,3 +210,12 @@ def test_lora_target_modules():
     assert not any("patch_embeddings" in name or "layernorm" in name for name in trainable)
     pixels = torch.rand(2, 3, 16, 16 * PATCHES)
     assert model(pixel_values=pixels).logits.shape == (2, 7)
+
+
+def test_encoder_from_pretraining_or_task_folder_reports_no_unexpected_keys(tmp_path, capfd):
+    PixelM4ForPreTraining(small_config()).save_pretrained(tmp_path / "pretraining")
+    PixelM4ForBiaffineParsing(small_config(num_labels=2)).save_pretrained(tmp_path / "parser")
+    capfd.readouterr()
+    for folder in ("pretraining", "parser"):
+        PixelM4Model.from_pretrained(tmp_path / folder)
+    assert "UNEXPECTED" not in capfd.readouterr().err
