@@ -298,8 +298,8 @@ def check_rows(splits, problem, files: dict | None = None, skip: bool = False):
             examples = "; ".join(f"row {number}: {reason}" for number, reason in bad[:5])
             raise ValueError(
                 f"{where}: {len(bad)} invalid row(s) of {len(dataset)}, first: {examples}. "
-                "Fix them, or pass --skip_invalid_rows to leave them out (counted in "
-                "all_results.json)"
+                "Fix them, or pass --skip_invalid_rows to leave them out (counted in the "
+                "results file)"
             )
         if bad:
             logger.warning(

@@ -202,3 +202,97 @@ def test_tree_problem(heads, problem):
 def test_shipped_samples_are_valid():
     for path in sorted((SAMPLES / "ud").glob("*.conllu")):
         assert read_conllu(path)
+
+
+# ----------------------------------------------------------------------- run_fallback.py
+def pair_line(src, tgt, lang="hi"):
+    return json.dumps({"src": src, "tgt": tgt, "src_lang": lang}) + "\n"
+
+
+GOOD_PAIRS = pair_line("नमस्ते दुनिया", "Hello world") + pair_line("धन्यवाद", "Thank you")
+
+FALLBACK_CASES = {
+    # name: (training file content or None for the good one, extra flags, error, message)
+    "tgt null": (
+        GOOD_PAIRS + pair_line("नमस्ते", None),
+        [],
+        ValueError,
+        "train file .*1 invalid row.*row 3: tgt is missing",
+    ),
+    "src empty": (pair_line(" ", "x") + GOOD_PAIRS, [], ValueError, "row 1: src is empty"),
+    "empty file": ("", [], ValueError, "train.jsonl' (holds no pairs|cannot be read)"),
+    "corrupt json": ('{"src": "a", "tgt": \n', [], ValueError, "cannot be read as json"),
+    "no pair of the languages": (
+        pair_line("Привіт", "Hi", "uk") * 2,
+        ["--languages", "hi"],
+        ValueError,
+        "no training pairs are left for --languages hi.*'uk'",
+    ),
+    "num_beams 0": (None, ["--num_beams", "0"], ValueError, "--num_beams must be >= 1"),
+    "stage1_steps -3": (None, ["--stage1_steps", "-3"], ValueError, "--stage1_steps must be >= 0"),
+    "eval_batch_size 0": (None, ["--eval_batch_size", "0"], ValueError, "--eval_batch_size"),
+    "lora_dropout 1": (None, ["--lora_dropout", "1"], ValueError, "--lora_dropout"),
+    "max_train_samples 0": (None, ["--max_train_samples", "0"], ValueError, "max_train_samples"),
+    "missing file": ("MISSING", [], FileNotFoundError, "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", list(FALLBACK_CASES))
+def test_fallback_script_rejects_bad_data_and_flags_before_loading_models(
+    case, tmp_path, monkeypatch
+):
+    content, flags, error, message = FALLBACK_CASES[case]
+    train, validation = tmp_path / "train.jsonl", tmp_path / "validation.jsonl"
+    validation.write_text(GOOD_PAIRS, encoding="utf-8")
+    if content != "MISSING":
+        train.write_text(GOOD_PAIRS if content is None else content, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(
+        "run_fallback", ROOT / "examples" / "run_fallback.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    loaded = []
+    monkeypatch.setattr(module, "tiny_causal_lm_path", lambda **kwargs: loaded.append(1))
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["run_fallback.py", "--train_file", str(train), "--validation_file", str(validation),
+         "--output_dir", str(tmp_path / "out"), *flags],
+    )  # fmt: skip
+    with pytest.raises(error, match=message):
+        module.main()
+    assert not loaded  # failed before the language model was loaded
+
+
+# --------------------------------------------------------------------- run_pretraining.py
+PRETRAINING_CASES = {
+    "word_bigram on a 16-px model": (["--render_mode", "word_bigram"], "24-px patches"),
+    "mask_ratio 1.5": (["--mask_ratio", "1.5"], "mask_ratio must be in \\(0, 1\\)"),
+    "mask_ratio 0": (["--mask_ratio", "0"], "mask_ratio must be in \\(0, 1\\)"),
+    "mask_ratio 1.5 on a checkpoint": (
+        ["--model_name_or_path", "PRETRAINED", "--mask_ratio", "1.5"],
+        "mask_ratio must be in",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PRETRAINING_CASES))
+def test_pretraining_script_rejects_bad_flags_before_training(
+    case, tmp_path, pretrained, monkeypatch
+):
+    flags, message = PRETRAINING_CASES[case]
+    flags = [str(pretrained) if flag == "PRETRAINED" else flag for flag in flags]
+    spec = importlib.util.spec_from_file_location(
+        "run_pretraining", ROOT / "examples" / "run_pretraining.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output_dir = tmp_path / "out"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["run_pretraining.py", "--model_config", "test", "--output_dir", str(output_dir), *flags],
+    )
+    with pytest.raises(ValueError, match=message):
+        module.main()
+    assert not output_dir.exists()
