@@ -36,7 +36,9 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
+import string
 import struct
 import sys
 import threading
@@ -56,7 +58,18 @@ RENDER_MODES = ("bigram", "continuous", "word_bigram")
 _DEFAULT_FONT_SIZE = {"bigram": 8, "continuous": 8, "word_bigram": 10}
 _DEFAULT_PIXELS_PER_PATCH = {"bigram": 16, "continuous": 16, "word_bigram": 24}
 _CONTINUOUS_MARGIN = 2  # px of white before and after a continuous text (original PIXEL)
-_CJK_FAMILY = "Noto Sans CJK SC"  # preferred face of the CJK collection (Chinese)
+CJK_FACES = ("JP", "KR", "SC", "TC", "HK")  # faces of the Noto Sans CJK collection
+# Settings that change pixels and were added after the first release: a saved config without
+# one of these keys was rendered with the value given here (hinting off, the SC face
+# preferred, no right-to-left mirroring, continuous text re-spaced), so old folders keep
+# rendering as they were saved.
+_SETTINGS_BEFORE_SAVED = {
+    "hint_style": "none",
+    "hint_metrics": False,
+    "cjk_face": "SC",
+    "mirror_rtl": False,
+    "keep_spaces": False,
+}
 _KEPT_FORMAT_CHARS = {"\u200c", "\u200d"}  # ZWNJ / ZWJ shape Indic and Arabic text
 _WHITE = np.float32(255)  # uint8 pixel / _WHITE -> float32 in [0, 1]
 # Limits checked up front. cairo image surfaces are at most 32,767 px on a side; a strip's
@@ -153,8 +166,9 @@ void g_object_unref(gpointer object);
 """
 _CAIRO_FORMAT_A8 = 2
 _CAIRO_ANTIALIAS_GRAY = 2
-_CAIRO_HINT_STYLE_NONE = 1
-_CAIRO_HINT_METRICS_OFF = 1
+# cairo_hint_style_t / cairo_hint_metrics_t values
+HINT_STYLES = {"none": 1, "slight": 2, "medium": 3, "full": 4}
+_CAIRO_HINT_METRICS = {False: 1, True: 2}
 _CAIRO_FONT_TYPE_FT = 1
 _PANGO_DIRECTION_WEAK_LTR = 4
 _PANGO_SCALE = 1024
@@ -234,7 +248,9 @@ if hasattr(os, "register_at_fork"):
 class _FontSetup:
     """A private fontconfig config with only our files, a PangoCairo font map and context."""
 
-    def __init__(self, font_files: list[str], description: str):
+    def __init__(
+        self, font_files: list[str], description: str, hint_style: str, hint_metrics: bool
+    ):
         native = _get_native()
         ffi, fontconfig = native.ffi, native.fontconfig
         self.native = native
@@ -249,8 +265,8 @@ class _FontSetup:
         context = native.pango.pango_font_map_create_context(font_map)
         options = native.cairo.cairo_font_options_create()
         native.cairo.cairo_font_options_set_antialias(options, _CAIRO_ANTIALIAS_GRAY)
-        native.cairo.cairo_font_options_set_hint_style(options, _CAIRO_HINT_STYLE_NONE)
-        native.cairo.cairo_font_options_set_hint_metrics(options, _CAIRO_HINT_METRICS_OFF)
+        native.cairo.cairo_font_options_set_hint_style(options, HINT_STYLES[hint_style])
+        native.cairo.cairo_font_options_set_hint_metrics(options, _CAIRO_HINT_METRICS[hint_metrics])
         native.pangocairo.pango_cairo_context_set_font_options(context, options)
         native.cairo.cairo_font_options_destroy(options)
         # 72 dpi: one point is one pixel, so the "<size>px" description means device pixels.
@@ -298,13 +314,15 @@ class _FontSetup:
         self.native.gobject.g_object_unref(layout)
 
 
-def _font_setup(font_files: list[str], description: str, key: str) -> _FontSetup:
+def _font_setup(
+    font_files: list[str], description: str, hint_style: str, hint_metrics: bool, key: str
+) -> _FontSetup:
     global _font_setups, _font_setups_pid
     if _font_setups_pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C)
         _forget_parent_state()
     setup = _font_setups.get(key)
     if setup is None:
-        setup = _font_setups[key] = _FontSetup(font_files, description)
+        setup = _font_setups[key] = _FontSetup(font_files, description, hint_style, hint_metrics)
     return setup
 
 
@@ -429,18 +447,39 @@ def _font_families(path: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Text clean-up and segmentation
 # --------------------------------------------------------------------------------------------
-def clean_words(text: str) -> list[str]:
-    """Whitespace-split words after dropping control/format characters (not ZWJ/ZWNJ)."""
-    if text.isprintable():  # fast path: no Cc/Cf characters (isprintable is False for them)
-        return text.split()
+def clean_text(text: str) -> str:
+    """`text` without control/format characters (not ZWJ/ZWNJ); whitespace controls (newline,
+    tab, ...) and line/paragraph separators become spaces, so a layout is always one line."""
+    if text.isprintable():  # fast path: no Cc/Cf/Z* characters except " "
+        return text
     kept = []
     for char in text:
-        if unicodedata.category(char) in ("Cc", "Cf") and char not in _KEPT_FORMAT_CHARS:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cf", "Zl", "Zp") and char not in _KEPT_FORMAT_CHARS:
             if char.isspace():  # newline, tab, ...: still separate words
                 kept.append(" ")
             continue
         kept.append(char)
-    return "".join(kept).split()
+    return "".join(kept)
+
+
+def clean_words(text: str) -> list[str]:
+    """Whitespace-split words after dropping control/format characters (not ZWJ/ZWNJ)."""
+    return clean_text(text).split()
+
+
+_RTL_IGNORED = str.maketrans("", "", string.whitespace + string.punctuation + string.digits)
+
+
+def is_rtl(text: str) -> bool:
+    """The published renderers' right-to-left test (`PangoCairoTextRenderer.is_rtl`): after
+    dropping whitespace, ASCII punctuation and digits, at least two of the first, middle and
+    last characters are strong right-to-left (bidi class R or AL)."""
+    text = text.translate(_RTL_IGNORED)
+    if not text:
+        return False
+    votes = (text[0], text[len(text) // 2], text[-1])
+    return sum(unicodedata.bidirectional(char) in ("R", "AL") for char in votes) >= 2
 
 
 def _units(word: str, group_graphemes: bool) -> list[str]:
@@ -452,13 +491,24 @@ def _units(word: str, group_graphemes: bool) -> list[str]:
     return list(word)
 
 
-def _word_pairs(word: str, mode: str, group_graphemes: bool) -> list[tuple[str, ...]]:
+def _word_pairs(
+    word: str, mode: str, group_graphemes: bool, mirrored: bool = False
+) -> list[tuple[str, ...]]:
+    """The units of a word, pair by pair, in drawing order (left to right).
+
+    `mirrored` (right-to-left text in bigram mode): the pairs are cut from the word's start as
+    usual, then drawn in reverse order with each pair's units swapped, so the word reads
+    right to left (`string_to_ngrams(..., rtl=True)` in the published PIXEL-M4 renderer).
+    """
     units = _units(word, group_graphemes)
     if mode == "word_bigram":
         if len(units) == 1:
             return [tuple(units)]
         return [tuple(units[i : i + 2]) for i in range(len(units) - 1)]
-    return [tuple(units[i : i + 2]) for i in range(0, len(units), 2)]
+    pairs = [tuple(units[i : i + 2]) for i in range(0, len(units), 2)]
+    if mirrored:
+        return [pair[::-1] for pair in reversed(pairs)]
+    return pairs
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,6 +681,18 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         max_seq_length: patches per strip, the end patch included.
         group_graphemes: pair grapheme clusters instead of code points (bigram, word_bigram);
             keeps Devanagari conjuncts and Thai vowels whole. Off: reproduces the checkpoints.
+        hint_style: glyph hinting, "slight" (fontconfig's default, which the published
+            renderers inherit), "none", "medium" or "full".
+        hint_metrics: round glyph metrics to whole pixels (True: what the published renderers
+            get from their cairo image surface).
+        cjk_face: None draws Han with the face fontconfig's fallback picks from the CJK
+            collection ("Noto Sans CJK JP", as the published renderers), or one of
+            `CJK_FACES` ("SC" for Simplified Chinese glyph shapes) to prefer that face.
+        mirror_rtl: bigram mode draws right-to-left text (see `is_rtl`) as the published
+            PIXEL-M4 renderer: pairs mirrored, and a text's words in reverse order (a word list
+            given with `is_split_into_words=True` keeps its order). False: left to right.
+        keep_spaces: continuous mode draws the text as written, leading, trailing and
+            repeated spaces included (original PIXEL); False joins its words by single spaces.
         cache_size: entries of the process-wide LRU of rendered pairs (bigram, word_bigram);
             0 draws every unit straight onto the strip (slow; the reference the caches are
             tested against byte for byte) and turns the word cache off too.
@@ -639,7 +701,10 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             word from its cached pairs. About 2.6 KB per word (a pair: 1 KB).
 
     Text pairs: text, one black separator patch, text_pair, the black end patch. Truncation
-    drops whole words from the end of the sequence (text_pair's first) until the strip fits.
+    drops whole words from the end of the sequence (text_pair's first) until the strip fits
+    (mirrored right-to-left text: from its start, as the published renderer).
+    Settings missing from a saved config mean the values folders were saved with before they
+    existed (`_SETTINGS_BEFORE_SAVED`), so old folders render as before.
     A wide pair (two CJK characters at 8 pt) spans two patches, in word_bigram mode too.
     """
 
@@ -654,6 +719,11 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         pixels_per_patch: int | None = None,
         max_seq_length: int = 529,
         group_graphemes: bool = False,
+        hint_style: str = "slight",
+        hint_metrics: bool = True,
+        cjk_face: str | None = None,
+        mirror_rtl: bool = True,
+        keep_spaces: bool = True,
         cache_size: int = 65536,
         word_cache_size: int = 16384,
         **kwargs,
@@ -674,7 +744,16 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             else pixels_per_patch,
         )
         self.max_seq_length = _positive_int("max_seq_length", max_seq_length)
-        self.group_graphemes = _check_bool("group_graphemes", group_graphemes)
+        self.group_graphemes = _flag("group_graphemes", group_graphemes)
+        if hint_style not in HINT_STYLES:
+            raise ValueError(f"hint_style must be one of {tuple(HINT_STYLES)}, got {hint_style!r}")
+        self.hint_style = hint_style
+        self.hint_metrics = _flag("hint_metrics", hint_metrics)
+        if cjk_face is not None and cjk_face not in CJK_FACES:
+            raise ValueError(f"cjk_face must be None or one of {CJK_FACES}, got {cjk_face!r}")
+        self.cjk_face = cjk_face
+        self.mirror_rtl = _flag("mirror_rtl", mirror_rtl)
+        self.keep_spaces = _flag("keep_spaces", keep_spaces)
         self.cache_size = _non_negative_int("cache_size", cache_size)
         self.word_cache_size = _non_negative_int("word_cache_size", word_cache_size)
         _check_sizes(self.pixels_per_patch, self.max_seq_length, self.font_size_px)
@@ -685,6 +764,8 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             self.font_file,
             description=self._description,
             pixels_per_patch=self.pixels_per_patch,
+            hint_style=self.hint_style,
+            hint_metrics=self.hint_metrics,
         )
         # a word's rendering also depends on how it is cut into pairs
         self._word_key = (self._setup_key, self.render_mode, self.group_graphemes)
@@ -704,15 +785,19 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             names = _font_families(path)
             if not names:
                 raise ValueError(f"fontconfig cannot read the font file {path!r}")
+            preferred = f"Noto Sans CJK {self.cjk_face}"
             if not families:
                 families.append(names[0])
-            elif _CJK_FAMILY in names and _CJK_FAMILY not in families:
-                # The CJK collection holds JP/KR/SC/TC/HK faces; prefer the Chinese one.
-                families.append(_CJK_FAMILY)
+            elif self.cjk_face and preferred in names and preferred not in families:
+                # The CJK collection holds JP/KR/SC/TC/HK faces; fontconfig's fallback (what the
+                # published renderers get) draws Han with JP, the first face; cjk_face picks one.
+                families.append(preferred)
         return ",".join(families)
 
     def _setup(self) -> _FontSetup:
-        return _font_setup(self.font_file, self._description, self._setup_key)
+        return _font_setup(
+            self.font_file, self._description, self.hint_style, self.hint_metrics, self._setup_key
+        )
 
     def to_dict(self) -> dict:
         output = {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
@@ -756,6 +841,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         }
         config, _ = cls.get_image_processor_dict(pretrained_model_name_or_path, **hub_kwargs)
         config = {key: value for key, value in config.items() if key != "auto_map"}
+        config = {**_SETTINGS_BEFORE_SAVED, **config}
         names = config.get("font_file")
         if names is not None and "font_file" not in kwargs:
             names = [names] if isinstance(names, str) else names
@@ -778,27 +864,33 @@ class PixelM4TextRenderer(ImageProcessingMixin):
     @classmethod
     def from_dict(cls, image_processor_dict, **kwargs):
         return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
-        renderer = cls(**{**image_processor_dict, **kwargs})
+        renderer = cls(**{**_SETTINGS_BEFORE_SAVED, **image_processor_dict, **kwargs})
         return (renderer, {}) if return_unused_kwargs else renderer
 
     # ----------------------------------------------------------------------------- API
     def __call__(
-        self, text, text_pair=None, return_tensors=None, return_word_spans=False, **kwargs
+        self,
+        text,
+        text_pair=None,
+        return_tensors=None,
+        return_word_spans=False,
+        is_split_into_words=False,
+        **kwargs,
     ) -> BatchFeature:
         if return_tensors not in (None, "np", "pt"):
             raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
         if kwargs:  # a misspelt option must not silently do nothing
             raise TypeError(
                 f"PixelM4TextRenderer() got unexpected keyword argument(s) {sorted(kwargs)}; it "
-                "takes text, text_pair, return_tensors and return_word_spans"
+                "takes text, text_pair, return_tensors, return_word_spans and is_split_into_words"
             )
-        texts, pairs = _as_batch(text, text_pair)
+        texts, pairs = _as_batch(text, text_pair, is_split_into_words)
         patch, length = self.pixels_per_patch, self.max_seq_length
         # filled in place, one example at a time: memory is the output plus one strip
         pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
         num_patches, overflow, missing, spans, counts = [], [], [], [], []
         for index, (one, pair) in enumerate(zip(texts, pairs, strict=True)):
-            example = self.render(one, pair)
+            example = self.render(one, pair, is_split_into_words)
             np.divide(example.pixels, _WHITE, out=pixel_values[index, 0], dtype=np.float32)
             pixel_values[index, 1:] = pixel_values[index, 0]
             num_patches.append(example.num_patches)
@@ -822,24 +914,45 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 batch["word_patch_counts"] = counts
         return batch
 
-    def render(self, text, text_pair=None) -> RenderedText:
-        """Renders one example (a text, optionally with a second text) to a numpy strip."""
-        words = clean_words(_check_text("text", text))
-        pair_words = None if text_pair is None else clean_words(_check_text("text_pair", text_pair))
-        if pair_words is not None and self.max_seq_length < 2:
+    def render(self, text, text_pair=None, is_split_into_words: bool = False) -> RenderedText:
+        """Renders one example (a text, optionally with a second text) to a numpy strip.
+
+        `is_split_into_words=True`: `text` (and `text_pair`) are lists of words (the tokens of
+        token classification and parsing). They are drawn as " ".join(words); in bigram mode,
+        right-to-left words keep their order (only their pairs are mirrored), as the published
+        renderer does for word lists.
+        """
+        texts = [_check_input("text", text, is_split_into_words)]
+        if text_pair is not None:
+            texts.append(_check_input("text_pair", text_pair, is_split_into_words))
+        if len(texts) == 2 and self.max_seq_length < 2:
             raise ValueError(
                 "max_seq_length must be >= 2 to render a text pair (separator + end patch), "
                 f"got {self.max_seq_length}"
             )
-        segments = [words] if pair_words is None else [words, pair_words]
+        texts = [clean_text(one) for one in texts]
         if self.render_mode == "continuous":
-            rendered = self._render_continuous(segments)
-        else:
-            rendered = self._render_pairs(segments)
-        return rendered
+            if not self.keep_spaces:
+                texts = [" ".join(one.split()) for one in texts]
+            return self._render_continuous(texts)
+        segments = [one.split() for one in texts]
+        # Right-to-left (published PIXEL-M4 renderer, `_render_text_to_surface` /
+        # `_render_as_list_text_to_surface` / `_render_text_pair_to_surface`): a text (a pair:
+        # both texts) that `is_rtl` is drawn with mirrored pairs, and, unless it is a word list,
+        # with its words in reverse order.
+        mirrored = (
+            self.mirror_rtl
+            and self.render_mode == "bigram"
+            and all(is_rtl(" ".join(words)) for words in segments)
+        )
+        return self._render_pairs(
+            segments, mirrored, reverse_words=mirrored and not is_split_into_words
+        )
 
     # ----------------------------------------------------------------------------- bigrams
-    def _render_pairs(self, segments: list[list[str]]) -> RenderedText:
+    def _render_pairs(
+        self, segments: list[list[str]], mirrored: bool = False, reverse_words: bool = False
+    ) -> RenderedText:
         patch = self.pixels_per_patch
         # the end patch and a pair's separator are reserved
         strip = _Strip(budget=self.max_seq_length - len(segments))
@@ -851,7 +964,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                     setup,
                     segments,
                     strip,
-                    lambda word: self._place_word(setup, word, strip, alpha),
+                    lambda word: self._place_word(setup, word, mirrored, strip, alpha),
+                    reverse_words,
+                    mirrored,
                 )
             else:
                 canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
@@ -860,15 +975,23 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                         setup,
                         segments,
                         strip,
-                        lambda word: self._draw_word_on_strip(setup, word, strip, canvas),
+                        lambda word: self._draw_word_on_strip(setup, word, mirrored, strip, canvas),
+                        reverse_words,
+                        mirrored,
                     )
                     alpha = canvas.alpha()
                 finally:
                     canvas.close()
         return self._finish(alpha, strip, sum(len(words) for words in segments))
 
-    def _place_segments(self, setup, segments, strip: _Strip, place_word):
+    def _place_segments(
+        self, setup, segments, strip: _Strip, place_word, reverse_words=False, mirrored=False
+    ):
         """Places words left to right; `place_word(word)` is False if the word does not fit.
+
+        `reverse_words`: each text's words are placed last word first (right-to-left text);
+        their spans are still listed in text order. Truncation then drops words from the start
+        of the text, as in the published renderer (it reverses the words before truncating).
 
         A word that does not fit drops with all words after it (the published rule), except a
         word wider than a whole strip (text without spaces: Chinese, Thai, ...): its longest
@@ -882,27 +1005,35 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 strip.black.append(strip.cursor)
                 strip.cursor += 1
                 strip.budget += 1  # its patch was reserved in the budget
+            first_span = len(strip.spans)
+            if reverse_words:
+                words = words[::-1]
             for word in words:
                 if strip.overflow:
                     break
                 start = strip.cursor
-                prefix = self._prefix_if_too_wide(setup, word, strip_budget, strip.budget - start)
-                if prefix is None and place_word(word):
+                prefix = self._prefix_if_too_wide(
+                    setup, word, mirrored, strip_budget, strip.budget - start
+                )
+                placed = place_word(word) if prefix is None else bool(prefix) and place_word(prefix)
+                if placed:
                     strip.spans.append((start, strip.cursor))
                     strip.counts.append(strip.cursor - start)
-                    words_left -= 1
-                    continue
-                if prefix and place_word(prefix):
-                    strip.spans.append((start, strip.cursor))
-                    strip.counts.append(strip.cursor - start)
-                strip.overflow = words_left
-                break
+                if prefix is not None or not placed:
+                    strip.overflow = words_left
+                    break
+                words_left -= 1
+            if reverse_words:
+                strip.spans[first_span:] = strip.spans[first_span:][::-1]
 
-    def _prefix_if_too_wide(self, setup, word: str, strip_budget: int, space: int) -> str | None:
+    def _prefix_if_too_wide(
+        self, setup, word: str, mirrored: bool, strip_budget: int, space: int
+    ) -> str | None:
         """None if `word` fits an empty strip; else its longest prefix of whole pairs that fits
         in `space` patches ("" if none does). Measures at most `strip_budget` + 1 patches of
-        pairs, so a word of any length costs no more than one strip."""
-        if _word_cache.get((self._word_key, word)) is not None:
+        pairs, so a word of any length costs no more than one strip. The prefix is the word's
+        start in text order (a mirrored right-to-left word keeps its first pairs too)."""
+        if _word_cache.get(((self._word_key, mirrored), word)) is not None:
             return None  # only words that fit a strip are cached
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
         used, fitting = 0, 0
@@ -926,9 +1057,11 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         self._free_layouts(setup, layouts)
         return num_patches
 
-    def _draw_word_on_strip(self, setup, word: str, strip: _Strip, canvas: _Canvas) -> bool:
+    def _draw_word_on_strip(
+        self, setup, word: str, mirrored: bool, strip: _Strip, canvas: _Canvas
+    ) -> bool:
         """The reference path: every unit shaped with its own layout and drawn on the strip."""
-        pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
+        pairs = _word_pairs(word, self.render_mode, self.group_graphemes, mirrored)
         measured = [self._measure_pair(setup, pair) for pair in pairs]
         try:
             if strip.cursor + sum(num_patches for _, num_patches, _ in measured) > strip.budget:
@@ -943,9 +1076,11 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             for layouts, _, _ in measured:
                 self._free_layouts(setup, layouts)
 
-    def _place_word(self, setup, word: str, strip: _Strip, alpha: np.ndarray) -> bool:
+    def _place_word(
+        self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
+    ) -> bool:
         """The cached path: composites the word's coverage at the cursor (see "The caches")."""
-        word_ink = self._word_ink(setup, word)
+        word_ink = self._word_ink(setup, word, mirrored)
         if strip.cursor + word_ink.num_patches > strip.budget:
             return False
         origin = strip.cursor * self.pixels_per_patch
@@ -957,7 +1092,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
                 start, stop = max(x, 0), min(x + width, alpha.shape[1])
                 alpha[:, start:stop] = self._draw_word_over(
-                    setup, word, alpha[:, start:stop], origin - start
+                    setup, word, mirrored, alpha[:, start:stop], origin - start
                 )
             else:
                 _over_into(alpha, ink.alpha, x)
@@ -986,12 +1121,14 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         finally:
             canvas.close()
 
-    def _draw_word_over(self, setup, word: str, background: np.ndarray, origin: int):
+    def _draw_word_over(
+        self, setup, word: str, mirrored: bool, background: np.ndarray, origin: int
+    ):
         """Cairo draws the word's units onto a copy of `background`, the word at `origin`."""
         measured = []
         try:
             placed = []
-            for pair in _word_pairs(word, self.render_mode, self.group_graphemes):
+            for pair in _word_pairs(word, self.render_mode, self.group_graphemes, mirrored):
                 measured.append(self._measure_pair(setup, pair))
                 layouts, num_patches, _ = measured[-1]
                 placed += self._placements(layouts, origin)
@@ -1001,13 +1138,13 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             for layouts, _, _ in measured:
                 self._free_layouts(setup, layouts)
 
-    def _word_ink(self, setup: _FontSetup, word: str) -> _WordInk:
-        key = (self._word_key, word)
+    def _word_ink(self, setup: _FontSetup, word: str, mirrored: bool) -> _WordInk:
+        key = ((self._word_key, mirrored), word)
         cached = _lru_get(_word_cache, key)
         if cached is not None:
             return cached
         pieces, num_patches, missing, missing_text = [], 0, 0, ""
-        for pair in _word_pairs(word, self.render_mode, self.group_graphemes):
+        for pair in _word_pairs(word, self.render_mode, self.group_graphemes, mirrored):
             pair_ink = self._pair_ink(setup, pair)
             ink = pair_ink.ink
             pieces.append(
@@ -1018,7 +1155,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             missing_text = missing_text or (pair_ink.text if pair_ink.missing else "")
         ink, exact = _assemble(pieces, self.pixels_per_patch)
         if not exact:
-            ink.alpha = self._draw_word_over(setup, word, np.zeros_like(ink.alpha), -ink.offset)
+            ink.alpha = self._draw_word_over(
+                setup, word, mirrored, np.zeros_like(ink.alpha), -ink.offset
+            )
         word_ink = _WordInk(ink, num_patches, missing, missing_text)
         if self.word_cache_size:
             _lru_put(_word_cache, key, word_ink, self.word_cache_size)
@@ -1089,84 +1228,102 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             setup.free(layout)
 
     # ----------------------------------------------------------------------------- continuous
-    def _render_continuous(self, segments: list[list[str]]) -> RenderedText:
+    def _render_continuous(self, texts: list[str]) -> RenderedText:
         patch = self.pixels_per_patch
-        total_words = sum(len(words) for words in segments)
+        word_ranges = [_word_char_ranges(text) for text in texts]
+        total_words = sum(len(ranges) for ranges in word_ranges)
         with _lock:
             setup = self._setup()
-            kept, overflow = self._continuous_words_that_fit(setup, segments)
+            parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
             strip = _Strip(budget=self.max_seq_length - 1, overflow=overflow)
             canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
             try:
-                for index, segment_words in enumerate(kept):
+                for index, (drawn, ranges) in enumerate(parts):
                     if index == 1:
                         strip.black.append(strip.cursor)
                         strip.cursor += 1
-                    self._draw_continuous_segment(setup, canvas, segment_words, strip)
+                    self._draw_continuous_segment(setup, canvas, drawn, ranges, strip)
                 alpha = canvas.alpha()
             finally:
                 canvas.close()
         return self._finish(alpha, strip, total_words)
 
-    def _continuous_patches(self, setup: _FontSetup, words: list[str]) -> int:
-        if not words:
+    def _continuous_patches(self, setup: _FontSetup, text: str) -> int:
+        if not text:
             return 0
-        layout = setup.layout(" ".join(words))
+        layout = setup.layout(text)
         width, _ = setup.logical_size(layout)
         setup.free(layout)
         return math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
 
-    def _continuous_words_that_fit(self, setup: _FontSetup, segments):
-        """The segments cut to the leading words (text, then text_pair) whose strip fits, and
-        the overflow (words not rendered whole).
+    def _continuous_words_that_fit(self, setup: _FontSetup, texts, word_ranges):
+        """What to draw of each text (text, then text_pair) and its word ranges, for the
+        largest number of leading words whose strip fits; and the overflow (words not drawn
+        whole).
 
         As in the bigram modes, a word wider than a whole strip is cut to its longest prefix of
         grapheme clusters that fits instead of being dropped. Searches gallop (1, 2, 4, ...
         words or clusters, then bisect), so Pango never measures much more than a strip: a
         layout past ~2.1 million px reports nonsense widths, and shaping a huge text is slow.
         """
-        flat = [(index, word) for index, words in enumerate(segments) for word in words]
 
-        def fits(entries) -> bool:
-            if sum(len(word) + 1 for _, word in entries) > _MAX_LAYOUT_CHARS:
+        def first_words(count: int) -> list[tuple[str, list]]:
+            parts = []
+            for text, ranges in zip(texts, word_ranges, strict=True):
+                kept = min(len(ranges), max(0, count))
+                count -= len(ranges)
+                parts.append((_continuous_prefix(text, ranges, kept), ranges[:kept]))
+            return parts
+
+        def fits(parts) -> bool:
+            if any(len(text) > _MAX_LAYOUT_CHARS for text, _ in parts):
                 return False
-            patches = sum(
-                self._continuous_patches(setup, [word for i, word in entries if i == index])
-                for index in range(len(segments))
-            )
-            return patches + len(segments) - 1 + 1 <= self.max_seq_length
+            patches = sum(self._continuous_patches(setup, text) for text, _ in parts)
+            return patches + len(texts) - 1 + 1 <= self.max_seq_length
 
-        count = _longest_prefix(lambda n: fits(flat[:n]), len(flat))
-        entries = flat[:count]
-        if count < len(flat):
-            index, word = flat[count]
-            clusters = _units(word, group_graphemes=True)
-            alone = _longest_prefix(lambda n: fits([(index, "".join(clusters[:n]))]), len(clusters))
-            if alone < len(clusters):  # wider than an empty strip: cut it
-                cut = _longest_prefix(
-                    lambda n: fits([*entries, (index, "".join(clusters[:n]))]), len(clusters)
-                )
-                if cut:
-                    entries = [*entries, (index, "".join(clusters[:cut]))]
-        kept = [[word for i, word in entries if i == index] for index in range(len(segments))]
-        return kept, len(flat) - count
+        total = sum(len(ranges) for ranges in word_ranges)
+        count = _longest_prefix(lambda n: fits(first_words(n)), total)
+        parts = first_words(count)
+        if count < total:  # is the first word that does not fit wider than an empty strip?
+            index = next(i for i in range(len(texts)) if len(parts[i][1]) < len(word_ranges[i]))
+            text, (start, end) = texts[index], word_ranges[index][len(parts[index][1])]
+            clusters = _units(text[start:end], group_graphemes=True)
 
-    def _draw_continuous_segment(self, setup, canvas: _Canvas, words: list[str], strip: _Strip):
-        if not words:
+            def with_prefix(parts, n: int):
+                stop = start + sum(len(cluster) for cluster in clusters[:n])
+                cut = list(parts)
+                cut[index] = (text[:stop], [*parts[index][1], (start, stop)])
+                return cut
+
+            def alone(n: int):  # the word's first n clusters on an empty strip
+                cut = [("", [])] * len(texts)
+                word = "".join(clusters[:n])
+                cut[index] = (word, [(0, len(word))])
+                return cut
+
+            if _longest_prefix(lambda n: fits(alone(n)), len(clusters)) < len(clusters):
+                kept = _longest_prefix(lambda n: fits(with_prefix(parts, n)), len(clusters))
+                if kept:
+                    parts = with_prefix(parts, kept)
+        return parts, total - count
+
+    def _draw_continuous_segment(self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip):
+        if not text or len(text) > _MAX_LAYOUT_CHARS:  # nothing, or only spaces, too many to fit
             return
         patch = self.pixels_per_patch
-        text = " ".join(words)
         layout = setup.layout(text)
         try:
             width, height = setup.logical_size(layout)
             num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
+            if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
+                return
             left = strip.cursor * patch
             y = patch / 2 - height / 2 - 2
             canvas.draw([(layout, left + _CONTINUOUS_MARGIN, y)])
             missing = setup.unknown_glyphs(layout)
             if missing:
-                strip.add_missing(missing, text[:20])
-            for start, end in _word_byte_ranges(words):
+                strip.add_missing(missing, text.strip()[:20])
+            for start, end in _byte_ranges(text, ranges):
                 x0, x1 = self._word_extent(setup, layout, text, start, end)
                 first = strip.cursor + min(
                     num_patches - 1, max(0, math.floor((x0 + _CONTINUOUS_MARGIN) / patch))
@@ -1229,6 +1386,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
 # --------------------------------------------------------------------------------------------
 # Argument checks
 # --------------------------------------------------------------------------------------------
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def _positive_number(name: str, value) -> float:
     if (
         isinstance(value, bool)
@@ -1250,13 +1413,6 @@ def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
-
-
-def _check_bool(name: str, value) -> bool:
-    # bool("no") is True: only real booleans are accepted
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _check_sizes(pixels_per_patch: int, max_seq_length: int, font_size_px: float):
@@ -1401,6 +1557,18 @@ def saved_font_name(name, folder) -> str:
     return name
 
 
+def _check_input(name: str, text, is_split_into_words: bool) -> str:
+    """A text, or a list of words joined by spaces (`is_split_into_words`)."""
+    if not is_split_into_words:
+        return _check_text(name, text)
+    if not isinstance(text, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list of words with is_split_into_words=True, "
+            f"got {type(text).__name__}"
+        )
+    return " ".join(_check_text(f"{name} words", word) for word in text)
+
+
 def _check_text(name: str, text) -> str:
     if isinstance(text, (bytes, bytearray)):
         try:
@@ -1422,7 +1590,13 @@ def _check_text(name: str, text) -> str:
     return text
 
 
-def _as_batch(text, text_pair) -> tuple[list, list]:
+def _as_batch(text, text_pair, is_split_into_words: bool = False) -> tuple[list, list]:
+    one_word_list = isinstance(text, (list, tuple)) and not (
+        text and isinstance(text[0], (list, tuple))
+    )
+    if is_split_into_words and one_word_list:  # a batch is a list of word lists
+        text = [text]
+        text_pair = None if text_pair is None else [text_pair]
     if isinstance(text, (list, tuple)):
         if not text:
             raise ValueError("text is an empty list: give at least one text")
@@ -1457,14 +1631,28 @@ def _longest_prefix(fits, limit: int) -> int:
     return low
 
 
-def _word_byte_ranges(words: list[str]) -> list[tuple[int, int]]:
-    """Byte ranges of the words in " ".join(words)."""
-    ranges, offset = [], 0
-    for word in words:
-        length = len(word.encode("utf-8"))
-        ranges.append((offset, offset + length))
-        offset += length + 1
-    return ranges
+def _word_char_ranges(text: str) -> list[tuple[int, int]]:
+    """[start, end) character ranges of the whitespace-separated words of `text`."""
+    return [match.span() for match in re.finditer(r"\S+", text)]
+
+
+def _continuous_prefix(text: str, ranges: list[tuple[int, int]], count: int) -> str:
+    """What continuous mode draws of `text` when its first `count` words fit: all of it
+    (spaces included) if every word fits, else up to the end of the last word kept."""
+    if count == len(ranges):
+        return text
+    return text[: ranges[count - 1][1]] if count else ""
+
+
+def _byte_ranges(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Character ranges -> UTF-8 byte ranges in `text` (Pango indexes bytes)."""
+    result, position, offset = [], 0, 0
+    for start, end in ranges:
+        offset += len(text[position:start].encode("utf-8"))
+        length = len(text[start:end].encode("utf-8"))
+        result.append((offset, offset + length))
+        offset, position = offset + length, end
+    return result
 
 
 def strip_to_grid(pixels, grid: int = 23):

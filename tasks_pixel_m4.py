@@ -455,8 +455,11 @@ class WordTaskCollator:
         check_lengths(self.renderer, self.num_patches)
 
     def __call__(self, features: list[dict]) -> dict:
-        texts = [" ".join(feature["tokens"]) for feature in features]
-        rendered = self.renderer(texts, return_tensors="pt", return_word_spans=True)
+        # word lists: right-to-left tokens keep their order (the published renderer's rule)
+        words = [list(feature["tokens"]) for feature in features]
+        rendered = self.renderer(
+            words, return_tensors="pt", return_word_spans=True, is_split_into_words=True
+        )
         batch = pad_to_patches(rendered, self.num_patches)
         num_words = max(len(feature["tokens"]) for feature in features)
         word_spans = torch.zeros(len(features), num_words, 2, dtype=torch.long)
@@ -506,13 +509,14 @@ class WordTaskCollator:
 def truncation_report(renderer: PixelM4TextRenderer, dataset) -> dict[str, int]:
     """How many examples of a prepared split ("text" [+ "text_pair"] or "tokens" column) lost
     words to truncation, and how many words they lost."""
-    if "tokens" in dataset.column_names:
-        texts, pairs = [" ".join(tokens) for tokens in dataset["tokens"]], None
+    words = "tokens" in dataset.column_names
+    if words:
+        texts, pairs = dataset["tokens"], None
     else:
         texts = dataset["text"]
         pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
     overflow = [
-        renderer.render(text, pair).overflow
+        renderer.render(text, pair, is_split_into_words=words).overflow
         for text, pair in zip(texts, pairs or [None] * len(texts), strict=True)
     ]
     return {

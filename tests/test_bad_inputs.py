@@ -481,3 +481,40 @@ def test_converter_overwrite_replaces_the_folder_as_a_whole(original_folder, tmp
     empty = tmp_path / "empty"
     empty.mkdir()
     assert convert_pixel_checkpoint(original_folder, empty) == empty.resolve()
+
+
+# ------------------------------------------------------------------ text wider than a strip
+ZH = "我们今天在公园里散步看见了很多美丽的花朵和绿色的树木天气非常好阳光明媚孩子们在草地上玩耍" * 3
+TH = "ภาษาไทยเขียนติดกันโดยไม่มีช่องว่างระหว่างคำทำให้ข้อความยาวมาก" * 4
+
+
+@pytest.mark.parametrize("cache_size", [65536, 0])
+@pytest.mark.parametrize("mode", ["bigram", "continuous", "word_bigram"])
+@pytest.mark.parametrize(
+    "text", [ZH, TH, "a" * 300_000, "hi " + ZH], ids=["zh", "th", "a", "hi+zh"]
+)
+def test_text_wider_than_the_strip_is_cut_not_blanked(text, mode, cache_size):
+    renderer = PixelM4TextRenderer(render_mode=mode, max_seq_length=80, cache_size=cache_size)
+    out = renderer.render(text)
+    assert out.num_patches >= 78  # the strip is filled, not just the end patch
+    assert out.overflow == 1  # the cut word is not rendered whole
+    assert len(out.word_patch_spans) == len(text.split())
+    assert out.word_patch_spans[-1][1] >= 77
+    assert (out.pixels[:, : 16 * 8] < 255).any()  # ink at the start
+    if cache_size == 0 and mode != "continuous":
+        cached = PixelM4TextRenderer(render_mode=mode, max_seq_length=80).render(text)
+        assert cached.pixels.tobytes() == out.pixels.tobytes()
+
+
+@pytest.mark.parametrize(
+    "mode, text, patches, overflow",
+    [
+        ("continuous", "hello " * 160_000, 527, 160_000 - 255),  # was: over 10 minutes
+        ("bigram", "The cat sat. " + "\u0489" * 4100 + " end", 529, 2),  # was: broadcast crash
+        ("word_bigram", "x " + "\u0489" * 4100, 529, 1),
+        ("continuous", "\u0489" * 4100, 2, 0),  # the marks stack on one dotted circle
+    ],
+)
+def test_huge_inputs_finish_with_a_full_strip(mode, text, patches, overflow):
+    out = PixelM4TextRenderer(render_mode=mode).render(text)
+    assert (out.num_patches, out.overflow) == (patches, overflow)

@@ -100,7 +100,7 @@ def test_biaffine_parser_overfits(renderer):
     model = PixelM4ForBiaffineParsing(
         config(num_labels=8, biaffine_arc_size=64, biaffine_rel_size=32)
     )
-    output = train(model, batch, steps=50, learning_rate=3e-3)
+    output = train(model, batch, steps=80, learning_rate=3e-3)
     decoded = decode_trees(output.arc_logits, output.rel_logits, output.word_mask)
     scores = attachment_scores(
         decoded[..., 0], decoded[..., 1], batch["arc_labels"], batch["rel_labels"]
