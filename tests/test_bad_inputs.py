@@ -110,7 +110,8 @@ def test_renderer_rejects_bad_settings(case, tmp_path):
 RENDERER_CALL_CASES = {
     # name: (args, kwargs, error, message)
     "misspelt option": ((["hi"],), dict(return_tensor="pt"), TypeError, "return_tensor"),
-    "padding option": ((["hi"],), dict(padding=True), TypeError, "unexpected keyword"),
+    "truncation option": ((["hi"],), dict(truncation=True), TypeError, "unexpected keyword"),
+    "padding 'max'": ((["hi"],), dict(padding="max"), ValueError, "padding must be"),
     "return_tensors tf": ((["hi"],), dict(return_tensors="tf"), ValueError, "return_tensors"),
     "empty batch": (([],), {}, ValueError, "empty list"),
     "None text": ((None,), {}, TypeError, "must be a str"),
@@ -268,7 +269,8 @@ def pixels(batch=2, dtype=torch.float32, value=1.0):
 MODEL_INPUT_CASES = {
     # name: (pixel_values, attention_mask, message)
     "numpy pixels": (np.ones((2, 3, 16, 16 * STRIP), np.float32), None, "must be a tensor"),
-    "wrong width": (torch.ones(2, 3, 16, 16 * 9), None, "must be a tensor of shape"),
+    "width not whole patches": (torch.ones(2, 3, 16, 16 * 9 + 3), None, "must be a tensor of"),
+    "wider than the model": (torch.ones(2, 3, 16, 16 * (STRIP + 1)), None, "up to 256"),
     "3-D pixels": (torch.ones(3, 16, 16 * STRIP), None, "must be a tensor of shape"),
     "batch size 0": (pixels(batch=0), None, "batch size 0"),
     "uint8 pixels": (pixels(dtype=torch.uint8, value=255), None, "got dtype torch.uint8"),
