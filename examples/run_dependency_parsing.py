@@ -26,6 +26,7 @@ from pixel_m4.tasks_pixel_m4 import (
     RunArguments,
     WordTaskCollator,
     card_info,
+    check_rows,
     check_splits,
     configure_evaluation,
     encode_labels,
@@ -36,6 +37,7 @@ from pixel_m4.tasks_pixel_m4 import (
     make_trainer,
     parse_with_recipe,
     parsing_metrics,
+    parsing_row_problem,
     preprocess_parser_logits,
     run_and_save,
     select_samples,
@@ -132,6 +134,13 @@ class ParsingArguments:
     early_stopping_patience: int = field(
         default=5, metadata={"help": "Evaluations without improvement before stopping."}
     )
+    skip_invalid_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave out invalid rows (empty or invisible tokens, heads that are not a tree, nothing to render, ...) "
+            "instead of stopping before training; their count per split goes to all_results.json."
+        },
+    )
 
 
 def main():
@@ -141,13 +150,18 @@ def main():
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
 
-    splits = load_splits(
-        args.dataset_name,
-        args.dataset_config_name,
-        {"train": args.train_file, "validation": args.validation_file, "test": args.test_file},
-    )
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    splits = load_splits(args.dataset_name, args.dataset_config_name, files)
     columns = [args.tokens_column, args.heads_column, args.deprels_column]
     check_splits(splits, ["train"], columns)
+    splits, skipped = check_rows(
+        splits,
+        lambda row: parsing_row_problem(
+            row, args.tokens_column, args.heads_column, args.deprels_column
+        ),
+        None if args.dataset_name else files,
+        args.skip_invalid_rows,
+    )
     relations = label_list(splits["train"][args.deprels_column])
     label2id = {name: index for index, name in enumerate(relations)}
 
@@ -189,7 +203,7 @@ def main():
         preprocess_logits_for_metrics=preprocess_parser_logits,
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
     )
-    run_and_save(trainer, renderer, data, card_info(args))
+    run_and_save(trainer, renderer, data, skipped, card_info(args))
 
 
 if __name__ == "__main__":
