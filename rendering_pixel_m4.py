@@ -133,7 +133,12 @@ void pango_layout_set_font_description(PangoLayout *layout, const PangoFontDescr
 void pango_layout_set_auto_dir(PangoLayout *layout, gboolean auto_dir);
 void pango_layout_get_pixel_extents(PangoLayout *layout, PangoRectangle *ink, PangoRectangle *logical);
 int pango_layout_get_unknown_glyphs_count(PangoLayout *layout);
-void pango_layout_index_to_pos(PangoLayout *layout, int index, PangoRectangle *pos);
+typedef struct _PangoLayoutIter PangoLayoutIter;
+PangoLayoutIter *pango_layout_get_iter(PangoLayout *layout);
+gboolean pango_layout_iter_next_char(PangoLayoutIter *iter);
+int pango_layout_iter_get_index(PangoLayoutIter *iter);
+void pango_layout_iter_get_char_extents(PangoLayoutIter *iter, PangoRectangle *logical_rect);
+void pango_layout_iter_free(PangoLayoutIter *iter);
 /* Leading fields only (read through pointers, never allocated here): a layout's glyph count. */
 typedef struct _GSList GSList;
 struct _GSList { gpointer data; GSList *next; };
@@ -294,6 +299,23 @@ class _FontSetup:
                 count += ffi.cast("PangoGlyphItem *", runs.data).glyphs.num_glyphs
                 runs = runs.next
         return count
+
+    def char_extents(self, layout) -> dict[int, tuple[int, int]]:
+        """Byte index of each character -> its logical [x, x + width) in Pango units, in one
+        pass over the layout (per-index look-ups walk the layout from its start each time)."""
+        ffi, pango = self.native.ffi, self.native.pango
+        rectangle = ffi.new("PangoRectangle *")
+        iterator = pango.pango_layout_get_iter(layout)
+        extents = {}
+        try:
+            while True:
+                pango.pango_layout_iter_get_char_extents(iterator, rectangle)
+                index = pango.pango_layout_iter_get_index(iterator)
+                extents[index] = (rectangle.x, rectangle.x + rectangle.width)
+                if not pango.pango_layout_iter_next_char(iterator):
+                    return extents
+        finally:
+            pango.pango_layout_iter_free(iterator)
 
     def unknown_glyphs(self, layout) -> int:
         return self.native.pango.pango_layout_get_unknown_glyphs_count(layout)
@@ -528,6 +550,13 @@ class _PairInk:
 
 
 @dataclass
+class _UnitInk:
+    ink: _Ink  # offset from the unit's origin
+    width: int  # logical (advance) width in px
+    missing: int
+
+
+@dataclass
 class _WordInk:
     ink: _Ink  # offset from the word's first column
     num_patches: int
@@ -535,19 +564,24 @@ class _WordInk:
     missing_text: str
 
 
+_unit_cache: OrderedDict[tuple, _UnitInk] = OrderedDict()
 _pair_cache: OrderedDict[tuple, _PairInk] = OrderedDict()
 _word_cache: OrderedDict[tuple, _WordInk] = OrderedDict()
+_seen_words: OrderedDict[tuple, bool] = OrderedDict()  # words seen once (word cache admission)
 
 
 def cache_info() -> dict[str, int]:
-    """Entries and array bytes of this process's pair and word caches.
+    """Entries and array bytes of this process's unit, pair and word caches.
 
     Python objects add about 0.7 KB per entry on top of the arrays (see docs/rendering.md).
     """
     with _lock:
+        unit_bytes = sum(_ink_bytes(unit.ink) for unit in _unit_cache.values())
         pair_bytes = sum(_ink_bytes(pair.ink) for pair in _pair_cache.values())
         word_bytes = sum(_ink_bytes(word.ink) for word in _word_cache.values())
         return {
+            "units": len(_unit_cache),
+            "unit_array_bytes": unit_bytes,
             "pairs": len(_pair_cache),
             "pair_array_bytes": pair_bytes,
             "words": len(_word_cache),
@@ -998,28 +1032,76 @@ class PixelM4TextRenderer(ImageProcessingMixin):
     def _place_word(
         self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
     ) -> bool:
-        """The cached path: composites the word's coverage at the cursor (see "The caches")."""
-        word_ink = self._word_ink(setup, word, mirrored)
+        """The cached path: composites the word's coverage at the cursor (see "The caches").
+
+        A word seen for the first time is composed on the strip pair by pair from the pair
+        cache (itself composed from cached units); the word cache takes a word the second time
+        it is seen, so a stream of rare words never pays for building and evicting entries.
+        """
+        key = ((self._word_key, mirrored), word)
+        word_ink = _lru_get(_word_cache, key)
+        if word_ink is None:
+            if not (self.word_cache_size and _lru_get(_seen_words, key)):
+                if self.word_cache_size:  # remembers 4x as many words as the cache holds
+                    _lru_put(_seen_words, key, True, 4 * self.word_cache_size)
+                return self._place_pairs(setup, word, mirrored, strip, alpha)
+            word_ink = self._word_ink(setup, word, mirrored)
         if strip.cursor + word_ink.num_patches > strip.budget:
             return False
         origin = strip.cursor * self.pixels_per_patch
-        ink = word_ink.ink
-        x, width = origin + ink.offset, ink.alpha.shape[1]
-        if width:
-            if strip.ink_end <= x and x + width <= alpha.shape[1]:
-                alpha[:, x : x + width] = ink.alpha  # nothing drawn there yet: a copy is exact
-            elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
-                start, stop = max(x, 0), min(x + width, alpha.shape[1])
-                alpha[:, start:stop] = self._draw_word_over(
-                    setup, word, mirrored, alpha[:, start:stop], origin - start
-                )
-            else:
-                _over_into(alpha, ink.alpha, x)
-            strip.ink_end = max(strip.ink_end, x + width)
+        region = self._composite(word_ink.ink, origin, strip, alpha)
+        if region is not None:
+            start, stop = region
+            alpha[:, start:stop] = self._draw_word_over(
+                setup, word, mirrored, alpha[:, start:stop], origin - start
+            )
         strip.cursor += word_ink.num_patches
         if word_ink.missing:
             strip.add_missing(word_ink.missing, word_ink.missing_text)
         return True
+
+    def _place_pairs(
+        self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
+    ) -> bool:
+        """Composites a word's pairs one by one at their patch boundaries."""
+        pairs = _word_pairs(word, self.render_mode, self.group_graphemes, mirrored)
+        inks = [self._pair_ink(setup, pair) for pair in pairs]
+        if strip.cursor + sum(pair_ink.num_patches for pair_ink in inks) > strip.budget:
+            return False
+        patch = self.pixels_per_patch
+        for pair, pair_ink in zip(pairs, inks, strict=True):
+            origin = strip.cursor * patch
+            region = self._composite(pair_ink.ink, origin, strip, alpha)
+            if region is not None:
+                start, stop = region
+                layouts, _, _ = self._measure_pair(setup, pair)
+                try:
+                    placed = self._placements(layouts, origin - start)
+                    alpha[:, start:stop] = self._draw_placed(setup, alpha[:, start:stop], placed)
+                finally:
+                    self._free_layouts(setup, layouts)
+            strip.cursor += pair_ink.num_patches
+            if pair_ink.missing:
+                strip.add_missing(pair_ink.missing, pair_ink.text)
+        return True
+
+    def _composite(self, ink: _Ink, origin: int, strip: _Strip, alpha: np.ndarray):
+        """Composites `ink` (a word's or a pair's, at `origin`) onto the strip's coverage: a
+        copy where nothing is below, else pixman's OVER. Where fragile pixels would land on
+        ink it returns the [start, stop) columns for cairo to draw instead (see "The
+        caches")."""
+        x, width = origin + ink.offset, ink.alpha.shape[1]
+        if not width:
+            return None
+        if strip.ink_end <= x and x + width <= alpha.shape[1]:
+            alpha[:, x : x + width] = ink.alpha  # nothing drawn there yet: a copy is exact
+        elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
+            strip.ink_end = max(strip.ink_end, x + width)
+            return max(x, 0), min(x + width, alpha.shape[1])
+        else:
+            _over_into(alpha, ink.alpha, x)
+        strip.ink_end = max(strip.ink_end, x + width)
+        return None
 
     @staticmethod
     def _fragile_pixels_inked(alpha: np.ndarray, x: int, fragile, ink_end: int) -> bool:
@@ -1083,23 +1165,50 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         return word_ink
 
     def _pair_ink(self, setup: _FontSetup, pair: tuple[str, ...]) -> _PairInk:
+        """A pair composed from its units' cached ink, side by side by advance width (the
+        published rule); cairo draws it only where units overlap on fragile pixels."""
         key = (self._setup_key, pair)
         cached = _lru_get(_pair_cache, key)
         if cached is not None:
             return cached
-        layouts, num_patches, missing = self._measure_pair(setup, pair)
-        try:
-            placed = self._placements(layouts, 0)
-            units = [self._unit_ink(setup, layout, x, y) for layout, x, y in placed]
-            ink, exact = _assemble(units, self.pixels_per_patch)
-            if not exact:
-                shifted = [(layout, x - ink.offset, y) for layout, x, y in placed]
-                ink.alpha = self._draw_placed(setup, np.zeros_like(ink.alpha), shifted)
-        finally:
-            self._free_layouts(setup, layouts)
+        pieces, x, missing = [], 0, 0
+        for unit in pair:
+            unit_ink = self._unit(setup, unit)
+            ink = unit_ink.ink
+            pieces.append(_Ink(x + ink.offset, ink.alpha, ink.fragile))
+            x += unit_ink.width
+            missing += unit_ink.missing
+        ink, exact = _assemble(pieces, self.pixels_per_patch)
+        if not exact:
+            layouts, _, _ = self._measure_pair(setup, pair)
+            try:
+                placed = self._placements(layouts, -ink.offset)
+                ink.alpha = self._draw_placed(setup, np.zeros_like(ink.alpha), placed)
+            finally:
+                self._free_layouts(setup, layouts)
+        num_patches = max(1, math.ceil(x / self.pixels_per_patch))
         pair_ink = _PairInk(ink, num_patches, missing, "".join(pair))
         _lru_put(_pair_cache, key, pair_ink, self.cache_size)
         return pair_ink
+
+    def _unit(self, setup: _FontSetup, unit: str) -> _UnitInk:
+        """One unit shaped alone: its ink drawn at x = 0 (glyphs land on whole pixels, so
+        it is the same at any integer x), advance width and missing glyphs."""
+        key = (self._setup_key, unit)
+        cached = _lru_get(_unit_cache, key)
+        if cached is not None:
+            return cached
+        layout = setup.layout(unit)
+        try:
+            width, height = setup.logical_size(layout)
+            y = self.pixels_per_patch / 2 - height / 2 - 2
+            unit_ink = _UnitInk(
+                self._unit_ink(setup, layout, 0, y), width, setup.unknown_glyphs(layout)
+            )
+        finally:
+            setup.free(layout)
+        _lru_put(_unit_cache, key, unit_ink, self.cache_size)
+        return unit_ink
 
     def _unit_ink(self, setup: _FontSetup, layout, x: int, y: float) -> _Ink:
         """The coverage of `layout` drawn alone at (x, y), cropped to its inked columns."""
@@ -1153,29 +1262,47 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         total_words = sum(len(ranges) for ranges in word_ranges)
         with _lock:
             setup = self._setup()
-            kept = self._continuous_words_that_fit(setup, texts, word_ranges)
-            strip = _Strip(budget=self.max_seq_length - 1, overflow=total_words - kept)
-            canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
+            # One layout per text, measured and drawn (the published renderer's cost); only a
+            # text that does not fit is measured again, word by word (binary search).
+            layouts = [setup.layout(text) if text else None for text in texts]
+            kept = total_words
             try:
-                for index, (text, ranges) in enumerate(zip(texts, word_ranges, strict=True)):
-                    if index == 1:
-                        strip.black.append(strip.cursor)
-                        strip.cursor += 1
-                    count = min(len(ranges), max(0, kept))
-                    kept -= len(ranges)
-                    drawn = _continuous_prefix(text, ranges, count)
-                    self._draw_continuous_segment(setup, canvas, drawn, ranges[:count], strip)
-                alpha = canvas.alpha()
+                patches = sum(self._continuous_patches(setup, layout) for layout in layouts)
+                if patches + len(texts) > self.max_seq_length:  # + separator + end patch
+                    kept = remaining = self._continuous_words_that_fit(setup, texts, word_ranges)
+                    for index, (text, ranges) in enumerate(zip(texts, word_ranges, strict=True)):
+                        count = min(len(ranges), remaining)
+                        remaining -= count
+                        drawn = _continuous_prefix(text, ranges, count)
+                        if layouts[index] is not None:
+                            setup.free(layouts[index])
+                        layouts[index] = setup.layout(drawn) if drawn else None
+                        word_ranges[index] = ranges[:count]
+                        texts[index] = drawn
+                strip = _Strip(budget=self.max_seq_length - 1, overflow=total_words - kept)
+                canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
+                try:
+                    for index, (text, layout) in enumerate(zip(texts, layouts, strict=True)):
+                        if index == 1:
+                            strip.black.append(strip.cursor)
+                            strip.cursor += 1
+                        if layout is not None:
+                            self._draw_continuous_segment(
+                                setup, canvas, text, layout, word_ranges[index], strip
+                            )
+                    alpha = canvas.alpha()
+                finally:
+                    canvas.close()
             finally:
-                canvas.close()
+                for layout in layouts:
+                    if layout is not None:
+                        setup.free(layout)
         return self._finish(alpha, strip, total_words)
 
-    def _continuous_patches(self, setup: _FontSetup, text: str) -> int:
-        if not text:
+    def _continuous_patches(self, setup: _FontSetup, layout) -> int:
+        if layout is None:
             return 0
-        layout = setup.layout(text)
         width, _ = setup.logical_size(layout)
-        setup.free(layout)
         return math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
 
     def _continuous_words_that_fit(self, setup: _FontSetup, texts, word_ranges) -> int:
@@ -1186,12 +1313,14 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             for text, ranges in zip(texts, word_ranges, strict=True):
                 kept = min(len(ranges), max(0, count))
                 count -= len(ranges)
-                patches += self._continuous_patches(setup, _continuous_prefix(text, ranges, kept))
+                drawn = _continuous_prefix(text, ranges, kept)
+                layout = setup.layout(drawn) if drawn else None
+                patches += self._continuous_patches(setup, layout)
+                if layout is not None:
+                    setup.free(layout)
             return patches + len(texts) - 1 + 1 <= self.max_seq_length
 
         low, high = 0, sum(len(ranges) for ranges in word_ranges)
-        if fits(high):
-            return high
         while low < high:  # fits(0) holds unless a text has no words (only spaces)
             middle = (low + high + 1) // 2
             if fits(middle):
@@ -1200,47 +1329,30 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 high = middle - 1
         return low
 
-    def _draw_continuous_segment(self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip):
-        if not text:
-            return
+    def _draw_continuous_segment(self, setup, canvas, text: str, layout, ranges, strip: _Strip):
         patch = self.pixels_per_patch
-        layout = setup.layout(text)
-        try:
-            width, height = setup.logical_size(layout)
-            num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
-            if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
-                return
-            left = strip.cursor * patch
-            y = patch / 2 - height / 2 - 2
-            canvas.draw([(layout, left + _CONTINUOUS_MARGIN, y)])
-            missing = setup.unknown_glyphs(layout)
-            if missing:
-                strip.add_missing(missing, text.strip()[:20])
-            for start, end in _byte_ranges(text, ranges):
-                x0, x1 = self._word_extent(setup, layout, text, start, end)
-                first = strip.cursor + min(
-                    num_patches - 1, max(0, math.floor((x0 + _CONTINUOUS_MARGIN) / patch))
-                )
-                last = strip.cursor + min(num_patches, math.ceil((x1 + _CONTINUOUS_MARGIN) / patch))
-                strip.spans.append((first, max(first + 1, last)))
-            strip.cursor += num_patches
-        finally:
-            setup.free(layout)
-
-    @staticmethod
-    def _word_extent(setup, layout, text: str, start: int, end: int) -> tuple[float, float]:
-        """Pixel x-range of the characters in byte range [start, end) (any direction)."""
-        ffi, pango = setup.native.ffi, setup.native.pango
-        position = ffi.new("PangoRectangle *")
-        encoded = text.encode("utf-8")
-        last_char_start = end - 1
-        while last_char_start > start and (encoded[last_char_start] & 0xC0) == 0x80:
-            last_char_start -= 1
-        xs = []
-        for index in (start, last_char_start):
-            pango.pango_layout_index_to_pos(layout, index, position)
-            xs += [position.x / _PANGO_SCALE, (position.x + position.width) / _PANGO_SCALE]
-        return min(xs), max(xs)
+        width, height = setup.logical_size(layout)
+        num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
+        if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
+            return
+        left = strip.cursor * patch
+        y = patch / 2 - height / 2 - 2
+        canvas.draw([(layout, left + _CONTINUOUS_MARGIN, y)])
+        missing = setup.unknown_glyphs(layout)
+        if missing:
+            strip.add_missing(missing, text.strip()[:20])
+        extents = setup.char_extents(layout) if ranges else {}
+        for start, end in _byte_ranges(text, ranges):
+            # the word's characters, in any direction: from the leftmost to the rightmost
+            xs = [extents[index] for index in range(start, end) if index in extents]
+            x0 = min(x for x, _ in xs) / _PANGO_SCALE
+            x1 = max(x for _, x in xs) / _PANGO_SCALE
+            first = strip.cursor + min(
+                num_patches - 1, max(0, math.floor((x0 + _CONTINUOUS_MARGIN) / patch))
+            )
+            last = strip.cursor + min(num_patches, math.ceil((x1 + _CONTINUOUS_MARGIN) / patch))
+            strip.spans.append((first, max(first + 1, last)))
+        strip.cursor += num_patches
 
     # ----------------------------------------------------------------------------- shared
     def _finish(self, alpha: np.ndarray, strip: _Strip, num_words: int) -> RenderedText:
