@@ -44,7 +44,7 @@ import threading
 import unicodedata
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -878,27 +878,56 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         return_tensors=None,
         return_word_spans=False,
         is_split_into_words=False,
+        padding="max_length",
+        pad_to_multiple_of=None,
         **kwargs,
     ) -> BatchFeature:
+        """Render a text or a batch of texts (with optional pairs) to model inputs.
+
+        `padding="max_length"` (default, what the checkpoints were trained on) makes every strip
+        max_seq_length patches wide; `"longest"` (or True) pads only to the batch's longest
+        text, rounded up to a multiple of `pad_to_multiple_of` patches (capped at
+        max_seq_length). Truncation is the same either way: at max_seq_length.
+        """
         if return_tensors not in (None, "np", "pt"):
             raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
+        if padding is True:
+            padding = "longest"
+        if padding not in ("max_length", "longest"):
+            raise ValueError(f"padding must be 'max_length' or 'longest' (True), got {padding!r}")
+        if pad_to_multiple_of is not None:
+            _positive_int("pad_to_multiple_of", pad_to_multiple_of)
         if kwargs:
             logger.warning("PixelM4TextRenderer ignores the arguments %s", sorted(kwargs))
         texts, pairs = _as_batch(text, text_pair, is_split_into_words)
-        patch, length = self.pixels_per_patch, self.max_seq_length
+        patch = self.pixels_per_patch
+        examples = (
+            self.render(one, pair, is_split_into_words)
+            for one, pair in zip(texts, pairs, strict=True)
+        )
+        if padding == "max_length":
+            length = self.max_seq_length  # known: strips are copied in as they are rendered
+        else:  # the width needs every text first: keep only their attended patches meanwhile
+            examples = [
+                replace(e, pixels=e.pixels[:, : patch * e.num_patches].copy()) for e in examples
+            ]
+            length = self.padded_length([e.num_patches for e in examples], pad_to_multiple_of)
         # filled in place, one example at a time: memory is the output plus one strip
-        pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
-        num_patches, overflow, missing, spans, counts = [], [], [], [], []
-        for index, (one, pair) in enumerate(zip(texts, pairs, strict=True)):
-            example = self.render(one, pair, is_split_into_words)
-            np.divide(example.pixels, _WHITE, out=pixel_values[index, 0], dtype=np.float32)
+        pixel_values = np.ones((len(texts), 3, patch, patch * length), dtype=np.float32)
+        kept = []
+        for index, example in enumerate(examples):
+            strip = example.pixels[:, : patch * length]  # after the text there is only white
+            np.divide(
+                strip, _WHITE, out=pixel_values[index, 0, :, : strip.shape[1]], dtype=np.float32
+            )
             pixel_values[index, 1:] = pixel_values[index, 0]
-            num_patches.append(example.num_patches)
-            overflow.append(example.overflow)
-            missing.append(example.missing_glyphs)
-            spans.append(example.word_patch_spans)
-            counts.append(example.word_patch_counts)
-        num_patches = np.array(num_patches, dtype=np.int64)
+            kept.append(replace(example, pixels=None))
+        examples = kept
+        num_patches = np.array([example.num_patches for example in examples], dtype=np.int64)
+        overflow = [example.overflow for example in examples]
+        missing = [example.missing_glyphs for example in examples]
+        spans = [example.word_patch_spans for example in examples]
+        counts = [example.word_patch_counts for example in examples]
         data = {
             "pixel_values": pixel_values,
             "attention_mask": (np.arange(length)[None, :] < num_patches[:, None]).astype(np.int64),
@@ -913,6 +942,13 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             if self.render_mode == "word_bigram":
                 batch["word_patch_counts"] = counts
         return batch
+
+    def padded_length(self, num_patches: list[int], pad_to_multiple_of: int | None) -> int:
+        """padding="longest": strip width in patches for texts of `num_patches` patches each."""
+        length = max(num_patches, default=1)
+        if pad_to_multiple_of is not None:
+            length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+        return min(length, self.max_seq_length)
 
     def render(self, text, text_pair=None, is_split_into_words: bool = False) -> RenderedText:
         """Renders one example (a text, optionally with a second text) to a numpy strip.
