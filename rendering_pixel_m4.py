@@ -912,14 +912,15 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 replace(e, pixels=e.pixels[:, : patch * e.num_patches].copy()) for e in examples
             ]
             length = self.padded_length([e.num_patches for e in examples], pad_to_multiple_of)
-        # filled in place, one example at a time: memory is the output plus one strip
-        pixel_values = np.ones((len(texts), 3, patch, patch * length), dtype=np.float32)
+        # filled in place, one example at a time: memory is the output plus one strip; every
+        # value is written once (no pre-fill: the float32 batch is memory-bound)
+        pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
         kept = []
         for index, example in enumerate(examples):
             strip = example.pixels[:, : patch * length]  # after the text there is only white
-            np.divide(
-                strip, _WHITE, out=pixel_values[index, 0, :, : strip.shape[1]], dtype=np.float32
-            )
+            width = strip.shape[1]
+            np.divide(strip, _WHITE, out=pixel_values[index, 0, :, :width], dtype=np.float32)
+            pixel_values[index, 0, :, width:] = 1.0  # padding="longest": white up to the longest
             pixel_values[index, 1:] = pixel_values[index, 0]
             kept.append(replace(example, pixels=None))
         examples = kept
