@@ -182,9 +182,18 @@ def load_corpus(
             f"--corpus {corpus.language}={corpus.source}: files must all be one of "
             f"{sorted(FILE_BUILDERS)}, got {[Path(path).name for path in files][:5]}"
         )
-    return datasets.load_dataset(
-        builders.pop(), data_files={"train": files}, split="train", streaming=streaming
-    )
+    builder = builders.pop()
+    try:
+        return datasets.load_dataset(
+            builder, data_files={"train": files}, split="train", streaming=streaming
+        )
+    except Exception as error:  # DatasetGenerationError names no file: say which
+        cause = error.__cause__ or error
+        raise ValueError(
+            f"--corpus {corpus.language}={corpus.source}: cannot read {len(files)} file(s) "
+            f"{[Path(path).name for path in files][:5]} as {builder}: {type(cause).__name__}: "
+            f"{cause}"
+        ) from error
 
 
 # ---------------------------------------------------------------------------------------------

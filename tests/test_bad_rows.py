@@ -273,6 +273,11 @@ PRETRAINING_CASES = {
         ["--model_name_or_path", "PRETRAINED", "--mask_ratio", "1.5"],
         "mask_ratio must be in",
     ),
+    "corrupt corpus file": (
+        ["--corpus", "en=BAD_JSONL"],
+        "--corpus en=.*bad.jsonl: cannot read 1 file\\(s\\) \\['bad.jsonl'\\] as json",
+    ),
+    "empty corpus file": (["--corpus", "en=EMPTY_TXT"], "cannot read 1 file.*'empty.txt'"),
 }
 
 
@@ -281,7 +286,14 @@ def test_pretraining_script_rejects_bad_flags_before_training(
     case, tmp_path, pretrained, monkeypatch
 ):
     flags, message = PRETRAINING_CASES[case]
-    flags = [str(pretrained) if flag == "PRETRAINED" else flag for flag in flags]
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"text": \n')
+    (tmp_path / "empty.txt").write_text("")
+    flags = [
+        flag.replace("PRETRAINED", str(pretrained))
+        .replace("BAD_JSONL", str(tmp_path / "bad.jsonl"))
+        .replace("EMPTY_TXT", str(tmp_path / "empty.txt"))
+        for flag in flags
+    ]
     spec = importlib.util.spec_from_file_location(
         "run_pretraining", ROOT / "examples" / "run_pretraining.py"
     )

@@ -1,7 +1,8 @@
 """Fuzz test of the renderer: random Unicode text (all planes, combining marks, controls,
 format characters, spaces of every kind, long runs) in every render mode.
 
-Each mode renders FUZZ_TEXTS texts from a fixed seed in a child process under a timeout (a
+Each mode renders FUZZ_TEXTS texts from a fixed seed (in turn with the default renderer,
+`group_graphemes=True` and the uncached `cache_size=0` path) in a child process under a timeout (a
 hang fails the test instead of stalling the suite). Allowed: output of the documented shape
 and ranges, or the documented ValueError for text that is not Unicode text (lone surrogates).
 
@@ -67,8 +68,12 @@ def fuzz(mode: str, count: int, seed: int = SEED) -> dict:
 
     rng = random.Random(f"{seed}-{mode}")
     length = 24
-    renderer = PixelM4TextRenderer(render_mode=mode, max_seq_length=length)
-    patch = renderer.pixels_per_patch
+    # in turn: the default renderer, grapheme pairs, and the uncached reference path
+    renderers = [
+        PixelM4TextRenderer(render_mode=mode, max_seq_length=length, **settings)
+        for settings in ({}, {"group_graphemes": True}, {"cache_size": 0})
+    ]
+    patch = renderers[0].pixels_per_patch
     summary = {"mode": mode, "texts": 0, "value_errors": 0, "pairs": 0, "overflowing": 0}
     summary["code_points"] = 0
     started = time.perf_counter()
@@ -78,7 +83,9 @@ def fuzz(mode: str, count: int, seed: int = SEED) -> dict:
         summary["texts"] += 1
         summary["code_points"] += len(text) + len(pair or "")
         try:
-            batch = renderer([text], None if pair is None else [pair], return_word_spans=True)
+            batch = renderers[index % len(renderers)](
+                [text], None if pair is None else [pair], return_word_spans=True
+            )
         except ValueError as error:
             assert "lone surrogate" in str(error), (index, repr(text[:50]), error)
             summary["value_errors"] += 1
