@@ -154,6 +154,9 @@ typedef struct { gpointer item; PangoGlyphString *glyphs; } PangoGlyphItem;
 typedef struct { gpointer layout; int start_index; int length; GSList *runs; } PangoLayoutLine;
 int pango_layout_get_line_count(PangoLayout *layout);
 PangoLayoutLine *pango_layout_get_line_readonly(PangoLayout *layout, int line);
+void pango_layout_line_get_x_ranges(PangoLayoutLine *line, int start_index, int end_index,
+                                    int **ranges, int *n_ranges);
+void g_free(gpointer mem);
 
 PangoFontMap *pango_cairo_font_map_new_for_font_type(int fonttype);
 void pango_cairo_context_set_font_options(PangoContext *context, const cairo_font_options_t *options);
@@ -181,6 +184,7 @@ _LIBRARY_NAMES = {
     "pangocairo": ("libpangocairo-1.0.so.0", "pangocairo-1.0"),
     "pangoft2": ("libpangoft2-1.0.so.0", "pangoft2-1.0"),
     "gobject": ("libgobject-2.0.so.0", "gobject-2.0"),
+    "glib": ("libglib-2.0.so.0", "glib-2.0"),
 }
 
 
@@ -275,6 +279,9 @@ class _FontSetup:
         native.pango.pango_context_set_base_dir(context, _PANGO_DIRECTION_WEAK_LTR)
         self.config, self.font_map, self.context = config, font_map, context
         self.description = native.pango.pango_font_description_from_string(description.encode())
+        # out-parameters, allocated once (used under the module lock only)
+        self._rectangle = ffi.new("PangoRectangle *")
+        self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
 
     def layout(self, text: str):
         """A layout of `text`; the caller must `free` it."""
@@ -288,12 +295,12 @@ class _FontSetup:
 
     def ink_columns(self, layout) -> tuple[int, int]:
         """[left, right) pixel columns of the layout's ink, relative to its origin."""
-        ink = self.native.ffi.new("PangoRectangle *")
+        ink = self._rectangle
         self.native.pango.pango_layout_get_pixel_extents(layout, ink, self.native.ffi.NULL)
         return ink.x, ink.x + ink.width
 
     def logical_size(self, layout) -> tuple[int, int]:
-        logical = self.native.ffi.new("PangoRectangle *")
+        logical = self._rectangle
         self.native.pango.pango_layout_get_pixel_extents(layout, self.native.ffi.NULL, logical)
         return logical.width, logical.height
 
@@ -306,6 +313,22 @@ class _FontSetup:
                 count += ffi.cast("PangoGlyphItem *", runs.data).glyphs.num_glyphs
                 runs = runs.next
         return count
+
+    def x_range(self, layout, start: int, end: int) -> tuple[float, float]:
+        """Pixel x-range covered by the characters in byte range [start, end), whatever their
+        direction (one call on the layout's single line; per-index look-ups walk the layout
+        from its start every time)."""
+        pango = self.native.pango
+        line = pango.pango_layout_get_line_readonly(layout, 0)
+        pango.pango_layout_line_get_x_ranges(line, start, end, self._ranges, self._range_count)
+        ranges = self._ranges[0]
+        try:
+            xs = [ranges[index] for index in range(2 * self._range_count[0])]
+        finally:
+            self.native.glib.g_free(ranges)
+        if not xs:
+            return 0.0, 0.0
+        return min(xs) / _PANGO_SCALE, max(xs) / _PANGO_SCALE
 
     def unknown_glyphs(self, layout) -> int:
         return self.native.pango.pango_layout_get_unknown_glyphs_count(layout)
@@ -468,14 +491,23 @@ def clean_words(text: str) -> list[str]:
     return clean_text(text).split()
 
 
-_RTL_IGNORED = str.maketrans("", "", string.whitespace + string.punctuation + string.digits)
+# Every character of bidi class R or AL lies in these ranges (tests/test_rendering_fidelity.py
+# checks all of Unicode): texts without any skip the vote at C speed.
+_RTL_CHARACTER = re.compile(
+    "[\u0590-\u08ff\u200f\ufb1d-\ufdff\ufe70-\ufeff\U00010800-\U00010fff\U0001e800-\U0001efff]"
+)
+_RTL_IGNORED = re.compile(
+    "[" + re.escape(string.whitespace + string.punctuation + string.digits) + "]+"
+)
 
 
 def is_rtl(text: str) -> bool:
     """The published renderers' right-to-left test (`PangoCairoTextRenderer.is_rtl`): after
     dropping whitespace, ASCII punctuation and digits, at least two of the first, middle and
     last characters are strong right-to-left (bidi class R or AL)."""
-    text = text.translate(_RTL_IGNORED)
+    if not _RTL_CHARACTER.search(text):
+        return False
+    text = _RTL_IGNORED.sub("", text)
     if not text:
         return False
     votes = (text[0], text[len(text) // 2], text[-1])
@@ -545,6 +577,13 @@ class _PairInk:
 
 
 @dataclass
+class _UnitInk:
+    ink: _Ink  # offset from the unit's origin
+    width: int  # logical (advance) width in px
+    missing: int
+
+
+@dataclass
 class _WordInk:
     ink: _Ink  # offset from the word's first column
     num_patches: int
@@ -552,19 +591,24 @@ class _WordInk:
     missing_text: str
 
 
+_unit_cache: OrderedDict[tuple, _UnitInk] = OrderedDict()
 _pair_cache: OrderedDict[tuple, _PairInk] = OrderedDict()
 _word_cache: OrderedDict[tuple, _WordInk] = OrderedDict()
+_seen_words: OrderedDict[tuple, bool] = OrderedDict()  # words seen once (word cache admission)
 
 
 def cache_info() -> dict[str, int]:
-    """Entries and array bytes of this process's pair and word caches.
+    """Entries and array bytes of this process's unit, pair and word caches.
 
     Python objects add about 0.7 KB per entry on top of the arrays (see docs/rendering.md).
     """
     with _lock:
+        unit_bytes = sum(_ink_bytes(unit.ink) for unit in _unit_cache.values())
         pair_bytes = sum(_ink_bytes(pair.ink) for pair in _pair_cache.values())
         word_bytes = sum(_ink_bytes(word.ink) for word in _word_cache.values())
         return {
+            "units": len(_unit_cache),
+            "unit_array_bytes": unit_bytes,
             "pairs": len(_pair_cache),
             "pair_array_bytes": pair_bytes,
             "words": len(_word_cache),
@@ -913,14 +957,15 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 replace(e, pixels=e.pixels[:, : patch * e.num_patches].copy()) for e in examples
             ]
             length = self.padded_length([e.num_patches for e in examples], pad_to_multiple_of)
-        # filled in place, one example at a time: memory is the output plus one strip
-        pixel_values = np.ones((len(texts), 3, patch, patch * length), dtype=np.float32)
+        # filled in place, one example at a time: memory is the output plus one strip; every
+        # value is written once (no pre-fill: the float32 batch is memory-bound)
+        pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
         kept = []
         for index, example in enumerate(examples):
             strip = example.pixels[:, : patch * length]  # after the text there is only white
-            np.divide(
-                strip, _WHITE, out=pixel_values[index, 0, :, : strip.shape[1]], dtype=np.float32
-            )
+            width = strip.shape[1]
+            np.divide(strip, _WHITE, out=pixel_values[index, 0, :, :width], dtype=np.float32)
+            pixel_values[index, 0, :, width:] = 1.0  # padding="longest": white up to the longest
             pixel_values[index, 1:] = pixel_values[index, 0]
             kept.append(replace(example, pixels=None))
         examples = kept
@@ -1116,28 +1161,76 @@ class PixelM4TextRenderer(ImageProcessingMixin):
     def _place_word(
         self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
     ) -> bool:
-        """The cached path: composites the word's coverage at the cursor (see "The caches")."""
-        word_ink = self._word_ink(setup, word, mirrored)
+        """The cached path: composites the word's coverage at the cursor (see "The caches").
+
+        A word seen for the first time is composed on the strip pair by pair from the pair
+        cache (itself composed from cached units); the word cache takes a word the second time
+        it is seen, so a stream of rare words never pays for building and evicting entries.
+        """
+        key = ((self._word_key, mirrored), word)
+        word_ink = _lru_get(_word_cache, key)
+        if word_ink is None:
+            if not (self.word_cache_size and _lru_get(_seen_words, key)):
+                if self.word_cache_size:  # remembers 4x as many words as the cache holds
+                    _lru_put(_seen_words, key, True, 4 * self.word_cache_size)
+                return self._place_pairs(setup, word, mirrored, strip, alpha)
+            word_ink = self._word_ink(setup, word, mirrored)
         if strip.cursor + word_ink.num_patches > strip.budget:
             return False
         origin = strip.cursor * self.pixels_per_patch
-        ink = word_ink.ink
-        x, width = origin + ink.offset, ink.alpha.shape[1]
-        if width:
-            if strip.ink_end <= x and x + width <= alpha.shape[1]:
-                alpha[:, x : x + width] = ink.alpha  # nothing drawn there yet: a copy is exact
-            elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
-                start, stop = max(x, 0), min(x + width, alpha.shape[1])
-                alpha[:, start:stop] = self._draw_word_over(
-                    setup, word, mirrored, alpha[:, start:stop], origin - start
-                )
-            else:
-                _over_into(alpha, ink.alpha, x)
-            strip.ink_end = max(strip.ink_end, x + width)
+        region = self._composite(word_ink.ink, origin, strip, alpha)
+        if region is not None:
+            start, stop = region
+            alpha[:, start:stop] = self._draw_word_over(
+                setup, word, mirrored, alpha[:, start:stop], origin - start
+            )
         strip.cursor += word_ink.num_patches
         if word_ink.missing:
             strip.add_missing(word_ink.missing, word_ink.missing_text)
         return True
+
+    def _place_pairs(
+        self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
+    ) -> bool:
+        """Composites a word's pairs one by one at their patch boundaries."""
+        pairs = _word_pairs(word, self.render_mode, self.group_graphemes, mirrored)
+        inks = [self._pair_ink(setup, pair) for pair in pairs]
+        if strip.cursor + sum(pair_ink.num_patches for pair_ink in inks) > strip.budget:
+            return False
+        patch = self.pixels_per_patch
+        for pair, pair_ink in zip(pairs, inks, strict=True):
+            origin = strip.cursor * patch
+            region = self._composite(pair_ink.ink, origin, strip, alpha)
+            if region is not None:
+                start, stop = region
+                layouts, _, _ = self._measure_pair(setup, pair)
+                try:
+                    placed = self._placements(layouts, origin - start)
+                    alpha[:, start:stop] = self._draw_placed(setup, alpha[:, start:stop], placed)
+                finally:
+                    self._free_layouts(setup, layouts)
+            strip.cursor += pair_ink.num_patches
+            if pair_ink.missing:
+                strip.add_missing(pair_ink.missing, pair_ink.text)
+        return True
+
+    def _composite(self, ink: _Ink, origin: int, strip: _Strip, alpha: np.ndarray):
+        """Composites `ink` (a word's or a pair's, at `origin`) onto the strip's coverage: a
+        copy where nothing is below, else pixman's OVER. Where fragile pixels would land on
+        ink it returns the [start, stop) columns for cairo to draw instead (see "The
+        caches")."""
+        x, width = origin + ink.offset, ink.alpha.shape[1]
+        if not width:
+            return None
+        if strip.ink_end <= x and x + width <= alpha.shape[1]:
+            alpha[:, x : x + width] = ink.alpha  # nothing drawn there yet: a copy is exact
+        elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
+            strip.ink_end = max(strip.ink_end, x + width)
+            return max(x, 0), min(x + width, alpha.shape[1])
+        else:
+            _over_into(alpha, ink.alpha, x)
+        strip.ink_end = max(strip.ink_end, x + width)
+        return None
 
     @staticmethod
     def _fragile_pixels_inked(alpha: np.ndarray, x: int, fragile, ink_end: int) -> bool:
@@ -1201,23 +1294,50 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         return word_ink
 
     def _pair_ink(self, setup: _FontSetup, pair: tuple[str, ...]) -> _PairInk:
+        """A pair composed from its units' cached ink, side by side by advance width (the
+        published rule); cairo draws it only where units overlap on fragile pixels."""
         key = (self._setup_key, pair)
         cached = _lru_get(_pair_cache, key)
         if cached is not None:
             return cached
-        layouts, num_patches, missing = self._measure_pair(setup, pair)
-        try:
-            placed = self._placements(layouts, 0)
-            units = [self._unit_ink(setup, layout, x, y) for layout, x, y in placed]
-            ink, exact = _assemble(units, self.pixels_per_patch)
-            if not exact:
-                shifted = [(layout, x - ink.offset, y) for layout, x, y in placed]
-                ink.alpha = self._draw_placed(setup, np.zeros_like(ink.alpha), shifted)
-        finally:
-            self._free_layouts(setup, layouts)
+        pieces, x, missing = [], 0, 0
+        for unit in pair:
+            unit_ink = self._unit(setup, unit)
+            ink = unit_ink.ink
+            pieces.append(_Ink(x + ink.offset, ink.alpha, ink.fragile))
+            x += unit_ink.width
+            missing += unit_ink.missing
+        ink, exact = _assemble(pieces, self.pixels_per_patch)
+        if not exact:
+            layouts, _, _ = self._measure_pair(setup, pair)
+            try:
+                placed = self._placements(layouts, -ink.offset)
+                ink.alpha = self._draw_placed(setup, np.zeros_like(ink.alpha), placed)
+            finally:
+                self._free_layouts(setup, layouts)
+        num_patches = max(1, math.ceil(x / self.pixels_per_patch))
         pair_ink = _PairInk(ink, num_patches, missing, "".join(pair))
         _lru_put(_pair_cache, key, pair_ink, self.cache_size)
         return pair_ink
+
+    def _unit(self, setup: _FontSetup, unit: str) -> _UnitInk:
+        """One unit shaped alone: its ink drawn at x = 0 (glyphs land on whole pixels, so
+        it is the same at any integer x), advance width and missing glyphs."""
+        key = (self._setup_key, unit)
+        cached = _lru_get(_unit_cache, key)
+        if cached is not None:
+            return cached
+        layout = setup.layout(unit)
+        try:
+            width, height = setup.logical_size(layout)
+            y = self.pixels_per_patch / 2 - height / 2 - 2
+            unit_ink = _UnitInk(
+                self._unit_ink(setup, layout, 0, y), width, setup.unknown_glyphs(layout)
+            )
+        finally:
+            setup.free(layout)
+        _lru_put(_unit_cache, key, unit_ink, self.cache_size)
+        return unit_ink
 
     def _unit_ink(self, setup: _FontSetup, layout, x: int, y: float) -> _Ink:
         """The coverage of `layout` drawn alone at (x, y), cropped to its inked columns."""
@@ -1271,19 +1391,47 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         total_words = sum(len(ranges) for ranges in word_ranges)
         with _lock:
             setup = self._setup()
-            parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
+            # Texts that fit (the usual case) are shaped once, measured and drawn from the same
+            # layout, as the published renderer does; only the others are searched.
+            layouts = self._layouts_if_they_fit(setup, texts)
+            if layouts is not None:
+                parts, overflow = list(zip(texts, word_ranges, strict=True)), 0
+            else:
+                parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
+                layouts = [None] * len(parts)
             strip = _Strip(budget=self.max_seq_length - 1, overflow=overflow)
             canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
             try:
-                for index, (drawn, ranges) in enumerate(parts):
+                for index, ((drawn, ranges), layout) in enumerate(zip(parts, layouts, strict=True)):
                     if index == 1:
                         strip.black.append(strip.cursor)
                         strip.cursor += 1
-                    self._draw_continuous_segment(setup, canvas, drawn, ranges, strip)
+                    self._draw_continuous_segment(setup, canvas, drawn, ranges, strip, layout)
                 alpha = canvas.alpha()
             finally:
                 canvas.close()
+                for layout in layouts:
+                    if layout is not None:
+                        setup.free(layout)
         return self._finish(alpha, strip, total_words)
+
+    def _layouts_if_they_fit(self, setup: _FontSetup, texts: list[str]) -> list | None:
+        """The texts' layouts (None for an empty text) if text, [separator,] text_pair and the
+        end patch fit the strip; else None (nothing kept)."""
+        if any(len(text) > _MAX_LAYOUT_CHARS for text in texts):
+            return None
+        layouts = [setup.layout(text) if text else None for text in texts]
+        patches = 0
+        for layout in layouts:
+            if layout is not None:
+                width, _ = setup.logical_size(layout)
+                patches += math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
+        if patches + len(texts) <= self.max_seq_length:
+            return layouts
+        for layout in layouts:
+            if layout is not None:
+                setup.free(layout)
+        return None
 
     def _continuous_patches(self, setup: _FontSetup, text: str) -> int:
         if not text:
@@ -1344,11 +1492,16 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                     parts = with_prefix(parts, kept)
         return parts, total - count
 
-    def _draw_continuous_segment(self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip):
+    def _draw_continuous_segment(
+        self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip, layout=None
+    ):
+        """Draws `text` (with its `layout` if already shaped) at the cursor; word spans."""
         if not text or len(text) > _MAX_LAYOUT_CHARS:  # nothing, or only spaces, too many to fit
             return
         patch = self.pixels_per_patch
-        layout = setup.layout(text)
+        owned = layout is None
+        if owned:
+            layout = setup.layout(text)
         try:
             width, height = setup.logical_size(layout)
             num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
@@ -1361,7 +1514,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             if missing:
                 strip.add_missing(missing, text.strip()[:20])
             for start, end in _byte_ranges(text, ranges):
-                x0, x1 = self._word_extent(setup, layout, text, start, end)
+                x0, x1 = setup.x_range(layout, start, end)
                 first = strip.cursor + min(
                     num_patches - 1, max(0, math.floor((x0 + _CONTINUOUS_MARGIN) / patch))
                 )
@@ -1369,22 +1522,8 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 strip.spans.append((first, max(first + 1, last)))
             strip.cursor += num_patches
         finally:
-            setup.free(layout)
-
-    @staticmethod
-    def _word_extent(setup, layout, text: str, start: int, end: int) -> tuple[float, float]:
-        """Pixel x-range of the characters in byte range [start, end) (any direction)."""
-        ffi, pango = setup.native.ffi, setup.native.pango
-        position = ffi.new("PangoRectangle *")
-        encoded = text.encode("utf-8")
-        last_char_start = end - 1
-        while last_char_start > start and (encoded[last_char_start] & 0xC0) == 0x80:
-            last_char_start -= 1
-        xs = []
-        for index in (start, last_char_start):
-            pango.pango_layout_index_to_pos(layout, index, position)
-            xs += [position.x / _PANGO_SCALE, (position.x + position.width) / _PANGO_SCALE]
-        return min(xs), max(xs)
+            if owned:
+                setup.free(layout)
 
     # ----------------------------------------------------------------------------- shared
     def _finish(self, alpha: np.ndarray, strip: _Strip, num_words: int) -> RenderedText:
