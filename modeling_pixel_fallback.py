@@ -41,6 +41,19 @@ ADAPTER_SUBFOLDER = "llm_adapter"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 
 
+def import_peft():
+    """peft, needed only for an LLM adapter (stage 2). Imported in a try block: transformers'
+    remote-code check skips those, so a folder without an adapter loads without peft."""
+    try:
+        import peft
+    except ImportError as error:
+        raise ImportError(
+            "the LLM adapter of the pixel fallback (stage 2, llm_adapter/) needs peft: "
+            "pip install peft"
+        ) from error
+    return peft
+
+
 def positions_within_words(patch_word_ids: torch.Tensor) -> torch.Tensor:
     """[R, N] word index per patch -> [R, N] index of each patch inside its word (0, 1, ...)."""
     index = torch.arange(patch_word_ids.shape[1], device=patch_word_ids.device).expand_as(
@@ -241,9 +254,7 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
         """Stage 2: wrap the LLM in a peft adapter (DoRA in the paper); the fallback stays
         fully trainable. Only the LLM is wrapped, so target_modules never match the fallback's
         own q/k/v/o projections."""
-        from peft import get_peft_model
-
-        self.language_model = get_peft_model(self.language_model, peft_config)
+        self.language_model = import_peft().get_peft_model(self.language_model, peft_config)
         self.fallback.requires_grad_(True)
         return self.language_model
 
@@ -393,9 +404,7 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
             **hub_kwargs,
         )
         if adapter_config is not None:
-            from peft import PeftModel
-
-            language_model = PeftModel.from_pretrained(
+            language_model = import_peft().PeftModel.from_pretrained(
                 language_model,
                 str(pretrained_model_name_or_path),
                 subfolder=ADAPTER_SUBFOLDER,

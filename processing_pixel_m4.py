@@ -17,13 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BatchFeature
+from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
+from transformers.dynamic_module_utils import custom_object_save
+from transformers.utils import PROCESSOR_NAME, cached_file
 
 from .rendering_pixel_m4 import OUTPUT_FORMATS, PixelM4TextRenderer, clean_words
 
 logger = logging.getLogger(__name__)
 
-FALLBACK_PROCESSOR_CONFIG = "fallback_processor_config.json"
+# Settings file of folders saved before the processor became a ProcessorMixin (they are read as
+# a fallback; new folders write transformers' processor_config.json, which AutoProcessor reads).
+LEGACY_PROCESSOR_CONFIG = "fallback_processor_config.json"
 # "all" first: the paper's main experiments (Lotz et al. 2025, §3, Tables 1-3) encode the whole
 # source with the fallback; "non_ascii" is its mixed-modality variant (§4, Table 6).
 PIXEL_WORD_RULES = ("all", "non_ascii")
@@ -61,8 +65,16 @@ WORD_SEGMENTERS = {
     ),
 }
 DEFAULT_WORD_SEGMENTER = "thai"  # the paper's setting
-# What fallback_processor_config.json holds besides the class name.
+# What processor_config.json holds besides the class name and auto_map.
 SAVED_SETTINGS = ("pixel_word_rule", "word_segmenter", "max_source_length", "max_target_length")
+# A setting missing from a saved file means what the code that saved it did: the first version
+# saved only the rule and had whitespace words and no truncation.
+SETTINGS_BEFORE_THEY_WERE_SAVED = {
+    "pixel_word_rule": "non_ascii",
+    "word_segmenter": "none",
+    "max_source_length": None,
+    "max_target_length": None,
+}
 
 
 def parse_word_segmenter(value: str | None) -> tuple[str, ...]:
@@ -147,8 +159,12 @@ def is_pixel_word(word: str, rule: str | Callable[[str], bool]) -> bool:
     )
 
 
-class PixelFallbackProcessor:
+class PixelFallbackProcessor(ProcessorMixin):
     """Tokenizer + `word_bigram` renderer for `PixelFallbackForCausalLM`.
+
+    A transformers `ProcessorMixin` registered for `AutoProcessor`: a saved folder loads with
+    `AutoProcessor.from_pretrained(folder, trust_remote_code=True)`. Its one sub-processor in
+    transformers' sense is the tokenizer; the renderer saves itself (config + font files).
 
     Args:
         tokenizer: the LLM's tokenizer (from AutoTokenizer).
@@ -207,7 +223,7 @@ class PixelFallbackProcessor:
                 raise ValueError(f"{name} must be >= 1 or None, got {limit}")
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no eos_token: targets need one to end on")
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer)  # checks it is a transformers tokenizer
         self.renderer = renderer
         self.pixel_word_rule = pixel_word_rule
         self.segmenters = parse_word_segmenter(word_segmenter)
@@ -471,37 +487,81 @@ class PixelFallbackProcessor:
         return self.tokenizer.batch_decode(token_ids, **kwargs)
 
     # ------------------------------------------------------------------ save / load
-    def save_pretrained(self, save_directory) -> None:
-        """Tokenizer files, renderer config + fonts, and the settings (the rule by name: not a
-        callable's code)."""
+    def to_dict(self) -> dict:
+        """Class name and settings: what processor_config.json holds besides `auto_map`."""
+        rule = self.pixel_word_rule
+        config = {"processor_class": type(self).__name__}
+        config.update({name: getattr(self, name) for name in SAVED_SETTINGS})
+        config["pixel_word_rule"] = rule if isinstance(rule, str) else repr(rule)
+        return config
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> list[str]:
+        """Tokenizer files, renderer config + fonts, processor_config.json with the settings (the
+        rule by name: not a callable's code) and `auto_map`, and the remote code (this module
+        and the renderer's) so that AutoProcessor loads the folder with trust_remote_code.
+        `push_to_hub=True` then uploads the folder's files (kwargs: repo_id, token, ...)."""
         if callable(self.pixel_word_rule):
             raise ValueError(
                 "a callable pixel_word_rule cannot be saved; pass it again to "
                 "PixelFallbackProcessor.from_pretrained(..., pixel_word_rule=...)"
             )
+        save_directory = str(save_directory)
         os.makedirs(save_directory, exist_ok=True)
         self.tokenizer.save_pretrained(save_directory)
         self.renderer.save_pretrained(save_directory)
-        config = {"processor_class": type(self).__name__}
-        config.update({name: getattr(self, name) for name in SAVED_SETTINGS})
-        with open(os.path.join(save_directory, FALLBACK_PROCESSOR_CONFIG), "w") as writer:
+        config = self.to_dict()
+        if self._auto_class is not None:
+            custom_object_save(self, save_directory, config=config)  # adds config["auto_map"]
+        output_file = os.path.join(save_directory, PROCESSOR_NAME)
+        with open(output_file, "w") as writer:
             json.dump(config, writer, indent=2)
+        if push_to_hub:
+            repo_id = kwargs.pop(
+                "repo_id", save_directory.rstrip(os.path.sep).split(os.path.sep)[-1]
+            )
+            self.push_to_hub(repo_id, **kwargs)
+        return [output_file]
 
     @classmethod
-    def from_pretrained(cls, path, **kwargs) -> "PixelFallbackProcessor":
-        """Loads what `save_pretrained` wrote (a local folder or Hub repo). The saved settings
-        (pixel_word_rule, word_segmenter, max_source_length, max_target_length) can be
-        overridden by keyword; other kwargs go to the tokenizer / file lookups."""
-        from transformers.utils import cached_file
-
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "PixelFallbackProcessor":
+        """Loads what `save_pretrained` wrote (a local folder or Hub repo), also folders saved
+        with the older fallback_processor_config.json. The saved settings (pixel_word_rule,
+        word_segmenter, max_source_length, max_target_length) can be overridden by keyword;
+        other kwargs go to the tokenizer / file lookups."""
+        path = pretrained_model_name_or_path
         overrides = {name: kwargs.pop(name) for name in SAVED_SETTINGS if name in kwargs}
+        for private in ("_from_auto", "_from_pipeline"):
+            kwargs.pop(private, None)  # AutoProcessor / pipeline pass these on
+        # trust_remote_code stays: AutoTokenizer reads the folder's config.json, whose
+        # auto_map names the fallback model's remote code
+        hub_kwargs = {
+            key: kwargs[key]
+            for key in ("cache_dir", "force_download", "local_files_only", "token", "revision")
+            if key in kwargs
+        }
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         renderer = PixelM4TextRenderer.from_pretrained(path, **kwargs)
-        config_file = cached_file(path, FALLBACK_PROCESSOR_CONFIG, **kwargs)
+        config_file = None
+        for name in (PROCESSOR_NAME, LEGACY_PROCESSOR_CONFIG):
+            config_file = cached_file(
+                path, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs
+            )
+            if config_file is not None:
+                break
+        if config_file is None:
+            raise OSError(
+                f"{path} has no {PROCESSOR_NAME} (nor {LEGACY_PROCESSOR_CONFIG}): not a folder "
+                "saved by PixelFallbackProcessor.save_pretrained"
+            )
         with open(config_file) as reader:
             config = json.load(reader)
-        settings = {name: config[name] for name in SAVED_SETTINGS if name in config}
+        settings = {
+            name: config.get(name, SETTINGS_BEFORE_THEY_WERE_SAVED[name]) for name in SAVED_SETTINGS
+        }
         return cls(tokenizer, renderer, **{**settings, **overrides})
+
+
+PixelFallbackProcessor.register_for_auto_class()
 
 
 __all__ = [

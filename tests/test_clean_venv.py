@@ -15,9 +15,14 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from pixel_m4.configuration_pixel_m4 import PixelFallbackConfig
 from pixel_m4.convert_pixel_m4 import convert_pixel_checkpoint
 from pixel_m4.hub_pixel_m4 import create_hub_folder
+from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM
+from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor
+from pixel_m4.tiny_causal_lm import tiny_causal_lm_path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_CACHE = Path(os.environ.get("PIXEL_M4_TEST_VENV_CACHE", "~/.cache/pixel-m4-test-venv"))
@@ -68,7 +73,8 @@ RUN_FOLDERS = textwrap.dedent(
     import torch
     import transformers
     from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
-    from transformers import AutoModelForTokenClassification, AutoProcessor, pipeline
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoProcessor
+    from transformers import pipeline
     assert importlib.util.find_spec("pixel_m4") is None, "pixel_m4 must not be installed"
     folders = json.loads(sys.argv[1])
     text = "Maria lives in Oslo, नमस्ते दुनिया 你好"
@@ -77,10 +83,25 @@ RUN_FOLDERS = textwrap.dedent(
             "ner": AutoModelForTokenClassification, "parsing": AutoModel}
     tasks = {"classification": "text-classification", "ner": "token-classification",
              "parsing": "dependency-parsing"}
+    # packages the remote code must not import here: font packages (the folders carry their
+    # fonts), pillow, pixel_m4, and pythainlp (the fallback imports it only for Thai text)
+    watched = ("manimgx_fonts", "manimgx_fonts_cjk", "pixel_m4", "PIL", "pythainlp")
     results = {"modules": sorted(name.split(".")[0] for name in sys.modules
-                                 if name.split(".")[0] in ("manimgx_fonts", "manimgx_fonts_cjk",
-                                                           "pixel_m4", "PIL"))}
+                                 if name.split(".")[0] in watched)}
     for kind, folder in folders.items():
+        if kind == "fallback":
+            processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+            model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+            inputs = processor([text, "Oslo"], template="Translate to English:\\n{text}\\nEnglish:",
+                               padding_side="left")
+            new = model.generate(**inputs, min_new_tokens=3, max_new_tokens=3, do_sample=False)
+            results[kind] = {"processor": type(processor).__module__,
+                             "processor_class": type(processor).__name__,
+                             "model": type(model).__name__, "model_module": type(model).__module__,
+                             "pixel_words": inputs["pixel_word_mask"].sum(1).tolist(),
+                             "new_tokens": list(new.shape),
+                             "decoded": processor.batch_decode(new, skip_special_tokens=True)}
+            continue
         processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
         model = auto[kind].from_pretrained(folder, trust_remote_code=True).eval()
         inputs = processor([text], return_tensors="pt", return_word_spans=True)
@@ -98,8 +119,7 @@ RUN_FOLDERS = textwrap.dedent(
                                           trust_remote_code=True)(text))
         results[kind] = entry
     results["modules_after"] = sorted(name.split(".")[0] for name in sys.modules
-                                      if name.split(".")[0] in ("manimgx_fonts", "manimgx_fonts_cjk",
-                                                                "pixel_m4", "PIL"))
+                                      if name.split(".")[0] in watched)
     print(json.dumps(results))
     """
 )
@@ -132,6 +152,15 @@ def folders(tmp_path_factory):
             monkeypatch,
         )  # fmt: skip
     monkeypatch.undo()
+    # a pixel fallback on the tiny LLM, saved as run_fallback.py saves it (stage 1: no peft
+    # adapter, so the card's install line suffices)
+    llm = tiny_causal_lm_path()
+    fallback = PixelFallbackForCausalLM(
+        PixelFallbackConfig.from_preset("test"), AutoModelForCausalLM.from_pretrained(llm)
+    )
+    made["fallback"] = root / "fallback"
+    fallback.save_pretrained(made["fallback"])
+    PixelFallbackProcessor(AutoTokenizer.from_pretrained(llm)).save_pretrained(made["fallback"])
     return made
 
 
@@ -141,6 +170,7 @@ def test_every_folder_runs_from_raw_text_in_a_clean_venv(folders, tmp_path):
     completed = subprocess.run(
         [str(python), "-c", RUN_FOLDERS, json.dumps({k: str(v) for k, v in folders.items()})],
         capture_output=True, text=True, cwd=tmp_path, timeout=900,
+        stdin=subprocess.DEVNULL,  # a trust_remote_code prompt fails instead of waiting
         env={"PATH": os.environ["PATH"], "HOME": os.environ["HOME"],
              "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
@@ -159,9 +189,22 @@ def test_every_folder_runs_from_raw_text_in_a_clean_venv(folders, tmp_path):
     assert {"label", "score"} <= set(results["classification"]["pipeline"])
     assert all({"word", "start", "end", "head", "relation"} <= set(word)
                for word in results["parsing"]["pipeline"])  # fmt: skip
+    fallback = results["fallback"]
+    assert fallback["processor"].startswith("transformers_modules.")
+    assert fallback["model_module"].startswith("transformers_modules.")
+    assert (fallback["processor_class"], fallback["model"]) == (
+        "PixelFallbackProcessor", "PixelFallbackForCausalLM")  # fmt: skip
+    # every word of the source is a pixel word (the paper's default rule); 3 new tokens each
+    assert fallback["pixel_words"] == [7, 1] and fallback["new_tokens"] == [2, 3]
     print(
         json.dumps(
-            {kind: results[kind].get("pipeline") for kind in ("classification", "ner", "parsing")},
+            {
+                **{
+                    kind: results[kind].get("pipeline")
+                    for kind in ("classification", "ner", "parsing")
+                },
+                "fallback": results["fallback"]["decoded"],
+            },
             ensure_ascii=False,
         )
     )

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
 
 from pixel_m4.configuration_pixel_m4 import PixelFallbackConfig
 from pixel_m4.modeling_pixel_fallback import (
@@ -366,15 +366,40 @@ def test_processor_settings_saved(tokenizer, renderer, tmp_path):
     assert loaded.split_pieces(text, TEMPLATE) == processor.split_pieces(text, TEMPLATE)
     overridden = PixelFallbackProcessor.from_pretrained(tmp_path, max_source_length=5)
     assert (overridden.max_source_length, overridden.word_segmenter) == (5, "thai,chinese")
-    # a folder saved before these settings existed loads with the paper's defaults
-    config_file = tmp_path / "fallback_processor_config.json"
-    config_file.write_text(json.dumps({"pixel_word_rule": "non_ascii"}))
-    old = PixelFallbackProcessor.from_pretrained(tmp_path)
-    assert (old.pixel_word_rule, old.word_segmenter, old.max_source_length) == (
-        "non_ascii",
-        "thai",
-        256,
+    # a folder saved before these settings existed (fallback_processor_config.json with the
+    # rule only) loads with what it was saved with: whitespace words, no truncation
+    (tmp_path / "processor_config.json").unlink()
+    (tmp_path / "fallback_processor_config.json").write_text(
+        json.dumps({"processor_class": "PixelFallbackProcessor", "pixel_word_rule": "all"})
     )
+    old = PixelFallbackProcessor.from_pretrained(tmp_path)
+    assert (old.pixel_word_rule, old.word_segmenter) == ("all", "none")
+    assert (old.max_source_length, old.max_target_length) == (None, None)
+    (tmp_path / "fallback_processor_config.json").write_text("{}")
+    assert PixelFallbackProcessor.from_pretrained(tmp_path).pixel_word_rule == "non_ascii"
+    (tmp_path / "fallback_processor_config.json").unlink()
+    with pytest.raises(OSError, match="no processor_config.json"):
+        PixelFallbackProcessor.from_pretrained(tmp_path)
+
+
+def test_auto_processor_loads_a_saved_folder_with_remote_code(tokenizer, renderer, tmp_path):
+    processor = PixelFallbackProcessor(tokenizer, renderer, max_source_length=100)
+    processor.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    assert config["auto_map"] == {"AutoProcessor": "processing_pixel_m4.PixelFallbackProcessor"}
+    assert (config["pixel_word_rule"], config["word_segmenter"]) == ("all", "thai")
+    for module in ("processing_pixel_m4.py", "rendering_pixel_m4.py"):
+        assert (tmp_path / module).is_file(), module
+    loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(loaded).__name__ == "PixelFallbackProcessor"
+    assert type(loaded).__module__.startswith("transformers_modules.")  # the folder's code
+    assert loaded.max_source_length == 100 and loaded.word_segmenter == "thai"
+    batch, expected = loaded(MIXED, template=TEMPLATE), processor(MIXED, template=TEMPLATE)
+    assert batch.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(batch[key], expected[key])
+    with pytest.raises(ValueError, match="callable pixel_word_rule cannot be saved"):
+        PixelFallbackProcessor(tokenizer, renderer, str.isupper).save_pretrained(tmp_path)
 
 
 def test_labels_cover_target_tokens_only(processor, tokenizer):
@@ -595,10 +620,10 @@ def test_run_fallback_script_end_to_end(llm_path, tmp_path):
     for key in ("before_chrf++", "after_stage1_chrf++", "after_chrf++", "after_bleu"):
         assert 0.0 <= metrics[key] <= 100.0
     assert (metrics["pixel_word_rule"], metrics["word_segmenter"]) == ("all", "thai")
-    saved = json.loads((output / "fallback_processor_config.json").read_text())
+    saved = json.loads((output / "processor_config.json").read_text())
     assert (saved["max_source_length"], saved["max_target_length"]) == (256, 256)
     assert (output / "llm_adapter" / "adapter_model.safetensors").exists()
-    assert (output / "fallback_processor_config.json").exists()
+    assert (output / "processing_pixel_m4.py").exists()
     num_saved = sum(t.numel() for t in load_file(output / "model.safetensors").values())
 
     script = f"""
