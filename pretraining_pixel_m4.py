@@ -452,14 +452,16 @@ def save_and_reload(
     renderer: PixelM4TextRenderer,
     output_dir: str | Path,
     texts: list[str],
+    **card_metadata,
 ) -> float:
     """Save a Hub-ready folder, load it back with `AutoModel.from_pretrained(...,
     trust_remote_code=True)` and return the largest difference between the reloaded encoder's
-    and the trained encoder's outputs on `texts` (0.0 when the round trip is exact)."""
+    and the trained encoder's outputs on `texts` (0.0 when the round trip is exact).
+    `card_metadata` goes to the model card (e.g. model_id=<the Hub repo it is pushed to>)."""
     from transformers import AutoModel
     from transformers.utils import logging as transformers_logging
 
-    folder = save_hub_folder(model, renderer, output_dir)
+    folder = save_hub_folder(model, renderer, output_dir, **card_metadata)
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # the decoder weights are unused by AutoModel
     try:

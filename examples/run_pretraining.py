@@ -28,7 +28,9 @@ from typing import Literal
 import torch
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.integrations import is_tensorboard_available
+from transformers.trainer_utils import HubStrategy
 
+from pixel_m4.hub_pixel_m4 import upload_output_folder
 from pixel_m4.pretraining_pixel_m4 import (
     PAPER_LANGUAGES,
     ReconstructionCallback,
@@ -199,6 +201,17 @@ class PretrainingArguments(TrainingArguments):
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 self.ddp_backend = self.ddp_backend or "gloo"
         super().__post_init__()
+        if self.push_to_hub:
+            # The script pushes the final Hub folder once, without the training leftovers
+            # (upload_output_folder). Trainer's pushes at each save would upload runs/ and
+            # reconstructions/ (and checkpoints with the "checkpoint" strategies) next to a
+            # model that has no renderer, fonts or remote code yet.
+            if self.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+                raise ValueError(
+                    f"--hub_strategy {self.hub_strategy.value}: run_pretraining.py pushes only "
+                    "the final model folder (no checkpoints); use --hub_strategy end"
+                )
+            self.hub_strategy = HubStrategy.END
 
 
 def main():
@@ -262,8 +275,14 @@ def main():
     trainer.save_state()
 
     if trainer.is_world_process_zero():
+        # the card's snippets load the pushed repo (default: the folder's name)
+        card = {"model_id": trainer.hub_model_id} if training_args.push_to_hub else {}
         difference = save_and_reload(
-            trainer.model, renderer, training_args.output_dir, [text for _, text in previews]
+            trainer.model,
+            renderer,
+            training_args.output_dir,
+            [text for _, text in previews],
+            **card,
         )
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         mix = ", ".join(
@@ -282,6 +301,15 @@ def main():
             + (f"; logged loss {losses[0]:.4f} -> {losses[-1]:.4f}." if losses else "."),
         )
         print(f"saved a Hub-ready model to {training_args.output_dir}")
+        if training_args.push_to_hub:
+            commit = upload_output_folder(
+                training_args.output_dir,
+                trainer.hub_model_id,
+                private=training_args.hub_private_repo,
+                token=training_args.hub_token,
+                commit_message="End of training",
+            )
+            print(f"pushed the model folder (no training leftovers) to {commit.repo_url}")
         if losses:
             print(f"loss: first logged {losses[0]:.4f}, last logged {losses[-1]:.4f}")
         if callbacks and callbacks[0].last_path is not None:

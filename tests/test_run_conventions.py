@@ -34,6 +34,8 @@ def pretrained(tmp_path_factory):
 def run_script(name: str, arguments: list[str], monkeypatch) -> None:
     spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    # importable by name, as when run as a script: checkpoints pickle the arguments' class
+    monkeypatch.setitem(sys.modules, name, module)
     spec.loader.exec_module(module)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *arguments])
     module.main()
@@ -213,3 +215,39 @@ def test_output_folder_upload_leaves_training_leftovers_out(tmp_path, fake_hub):
     uploaded = set(fake_hub[-1])
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= uploaded
     assert not [name for name in uploaded if "/" in name or name.endswith(".bin")]
+
+
+@pytest.mark.slow
+def test_pretraining_push_uploads_a_clean_model_folder(tmp_path, monkeypatch, fake_hub):
+    output_dir = tmp_path / "pretraining"
+    run_script(
+        "run_pretraining",
+        ["--model_config", "test", "--output_dir", str(output_dir), "--max_steps", "2",
+         "--save_steps", "1", "--reconstruction_steps", "1", "--logging_steps", "1",
+         "--per_device_train_batch_size", "2", "--disable_tqdm", "True", "--push_to_hub",
+         "--hub_model_id", "tester/pixel-m4-pretrained", "--hub_token", "fake"],
+        monkeypatch,
+    )  # fmt: skip
+    # the leftovers are there locally, and only the final folder is pushed, once
+    assert list(output_dir.glob("checkpoint-*")) and (output_dir / "reconstructions").is_dir()
+    assert (output_dir / "runs").is_dir()
+    assert len(fake_hub) == 1
+    uploaded = set(fake_hub[0])
+    expected = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md",
+                "configuration_pixel_m4.py", "modeling_pixel_m4.py", "rendering_pixel_m4.py",
+                "NotoSans[wght].ttf"}  # fmt: skip
+    assert expected <= uploaded, expected - uploaded
+    assert not [name for name in uploaded if "/" in name or name.endswith((".bin", ".pt"))]
+    card = fake_hub[0]["README.md"].decode()
+    assert "tester/pixel-m4-pretrained" in card and "## Pretraining" in card
+
+
+def test_pretraining_push_refuses_checkpoint_strategies(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="pushes only the final model folder"):
+        run_script(
+            "run_pretraining",
+            ["--model_config", "test", "--output_dir", str(tmp_path / "out"), "--push_to_hub",
+             "--hub_strategy", "checkpoint", "--hub_model_id", "tester/x", "--hub_token", "fake"],
+            monkeypatch,
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()
