@@ -811,8 +811,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             hint_style=self.hint_style,
             hint_metrics=self.hint_metrics,
         )
-        # a word's rendering also depends on how it is cut into pairs
-        self._word_key = (self._setup_key, self.render_mode, self.group_graphemes)
+        # word cache keys: (this, word), indexed by `mirrored` (a word's rendering also depends
+        # on how it is cut into pairs and on their order); strings hash once
+        self._word_keys = tuple(
+            f"{self._setup_key}|{self.render_mode}|{self.group_graphemes}|{mirrored}"
+            for mirrored in (False, True)
+        )
         self._warned_missing = False
         # Build the Pango state now, so a corrupt font fails at construction.
         with _lock:
@@ -1094,10 +1098,14 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 if strip.overflow:
                     break
                 start = strip.cursor
-                prefix = self._prefix_if_too_wide(
-                    setup, word, mirrored, strip_budget, strip.budget - start
-                )
-                placed = place_word(word) if prefix is None else bool(prefix) and place_word(prefix)
+                # a word that fits where it stands fits an empty strip: only a word that does
+                # not is measured for being wider than a whole strip (one pass over its pairs)
+                placed, prefix = place_word(word), None
+                if not placed:
+                    prefix = self._prefix_if_too_wide(
+                        setup, word, mirrored, strip_budget, strip.budget - start
+                    )
+                    placed = bool(prefix) and place_word(prefix)
                 if placed:
                     strip.spans.append((start, strip.cursor))
                     strip.counts.append(strip.cursor - start)
@@ -1115,7 +1123,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         in `space` patches ("" if none does). Measures at most `strip_budget` + 1 patches of
         pairs, so a word of any length costs no more than one strip. The prefix is the word's
         start in text order (a mirrored right-to-left word keeps its first pairs too)."""
-        if _word_cache.get(((self._word_key, mirrored), word)) is not None:
+        if _word_cache.get((self._word_keys[mirrored], word)) is not None:
             return None  # only words that fit a strip are cached
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
         used, fitting = 0, 0
@@ -1167,7 +1175,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         cache (itself composed from cached units); the word cache takes a word the second time
         it is seen, so a stream of rare words never pays for building and evicting entries.
         """
-        key = ((self._word_key, mirrored), word)
+        key = (self._word_keys[mirrored], word)
         word_ink = _lru_get(_word_cache, key)
         if word_ink is None:
             if not (self.word_cache_size and _lru_get(_seen_words, key)):
@@ -1269,7 +1277,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 self._free_layouts(setup, layouts)
 
     def _word_ink(self, setup: _FontSetup, word: str, mirrored: bool) -> _WordInk:
-        key = ((self._word_key, mirrored), word)
+        key = (self._word_keys[mirrored], word)
         cached = _lru_get(_word_cache, key)
         if cached is not None:
             return cached
