@@ -1098,14 +1098,10 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 if strip.overflow:
                     break
                 start = strip.cursor
-                # a word that fits where it stands fits an empty strip: only a word that does
-                # not is measured for being wider than a whole strip (one pass over its pairs)
-                placed, prefix = place_word(word), None
-                if not placed:
-                    prefix = self._prefix_if_too_wide(
-                        setup, word, mirrored, strip_budget, strip.budget - start
-                    )
-                    placed = bool(prefix) and place_word(prefix)
+                prefix = self._prefix_if_too_wide(
+                    setup, word, mirrored, strip_budget, strip.budget - start
+                )
+                placed = place_word(word) if prefix is None else bool(prefix) and place_word(prefix)
                 if placed:
                     strip.spans.append((start, strip.cursor))
                     strip.counts.append(strip.cursor - start)
