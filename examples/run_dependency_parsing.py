@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from pixel_m4.modeling_pixel_m4 import PixelM4ForBiaffineParsing
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
     SAMPLE_TRAINING,
+    RunArguments,
     WordTaskCollator,
+    card_info,
     check_rows,
     check_splits,
     configure_evaluation,
@@ -32,11 +34,13 @@ from pixel_m4.tasks_pixel_m4 import (
     load_renderer,
     load_splits,
     load_task_model,
+    make_trainer,
     parse_with_recipe,
     parsing_metrics,
     parsing_row_problem,
     preprocess_parser_logits,
     run_and_save,
+    select_samples,
 )
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "ud"
@@ -140,8 +144,8 @@ class ParsingArguments:
 
 
 def main():
-    args, training_args = parse_with_recipe(
-        (ParsingArguments, TrainingArguments), RECIPES, description=__doc__
+    args, run_args, training_args = parse_with_recipe(
+        (ParsingArguments, RunArguments, TrainingArguments), RECIPES, description=__doc__
     )
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
@@ -171,7 +175,7 @@ def main():
             }
         )
 
-    data = {split: prepare(split) for split in splits}
+    data = select_samples({split: prepare(split) for split in splits}, run_args)
     model = load_task_model(
         PixelM4ForBiaffineParsing,
         args.model_name_or_path,
@@ -183,9 +187,10 @@ def main():
     )
     renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
     evaluating = configure_evaluation(training_args, "validation" in data)
-    trainer = Trainer(
-        model=model,
-        args=training_args,
+    trainer = make_trainer(
+        model,
+        training_args,
+        renderer,
         train_dataset=data["train"],
         eval_dataset=data.get("validation") if evaluating else None,
         data_collator=WordTaskCollator(
@@ -198,7 +203,7 @@ def main():
         preprocess_logits_for_metrics=preprocess_parser_logits,
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
     )
-    run_and_save(trainer, renderer, data, skipped)
+    run_and_save(trainer, renderer, data, skipped, card_info(args))
 
 
 if __name__ == "__main__":
