@@ -134,10 +134,14 @@ def test_models_reject_uint8_with_three_channels(renderer):
 def test_fallback_encoder_reads_uint8_like_float32():
     from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor
 
-    class Tokenizer:  # render_words needs no tokenizer; the processor checks only eos
-        eos_token_id, pad_token_id = 0, 0
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
-    processor = PixelFallbackProcessor(Tokenizer())
+    # render_words needs no real vocabulary; the processor needs a transformers tokenizer
+    # (ProcessorMixin checks its class) with an eos token
+    vocabulary = models.WordLevel({"</s>": 0}, unk_token="</s>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(vocabulary), eos_token="</s>")
+    processor = PixelFallbackProcessor(tokenizer)
     words = ["नमस्ते", "दुनिया", "мир", "中文字"]
     pixels, word_ids = processor.render_words(words)
     compact, compact_ids = processor.render_words(words, output_format="uint8")
