@@ -132,10 +132,10 @@ def test_models_reject_uint8_with_three_channels(renderer):
 
 @torch.no_grad()
 def test_fallback_encoder_reads_uint8_like_float32():
-    from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor
-
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
+
+    from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor
 
     # render_words needs no real vocabulary; the processor needs a transformers tokenizer
     # (ProcessorMixin checks its class) with an eos token

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import transformers.utils.hub
 
 from pixel_m4.hub_pixel_m4 import create_hub_folder
 
@@ -164,6 +165,8 @@ def fake_hub(monkeypatch):
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
                         endpoint + "/{repo_id}/resolve/{revision}/{filename}")  # fmt: skip
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    # transformers' shared HfApi keeps the endpoint it was made with (an earlier fake Hub's)
+    monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
     FakeHub.commits = []
     yield FakeHub.commits
     server.shutdown()
@@ -240,6 +243,7 @@ def test_pretraining_push_uploads_a_clean_model_folder(tmp_path, monkeypatch, fa
     assert not [name for name in uploaded if "/" in name or name.endswith((".bin", ".pt"))]
     card = fake_hub[0]["README.md"].decode()
     assert "tester/pixel-m4-pretrained" in card and "## Pretraining" in card
+    print("pretraining upload:", ", ".join(sorted(uploaded)))
 
 
 def test_pretraining_push_refuses_checkpoint_strategies(tmp_path, monkeypatch):
