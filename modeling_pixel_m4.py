@@ -28,6 +28,9 @@ from .configuration_pixel_m4 import PixelM4Config
 # Pixels <-> patches, positions, masking
 # ---------------------------------------------------------------------------------------------
 
+# Span-masking tries evaluated per row and round (only speed depends on it, not the masks' law).
+ATTEMPTS_PER_ROUND = 16
+
 
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     """[B, C, P, P*L] -> [B, L, P*P*C]; pixels of a patch in (row, col, channel) order."""
@@ -70,24 +73,77 @@ def span_mask(
     mask_ratio: float,
     cumulative_weights: list[float],
     generator: torch.Generator | None = None,
+    spacing: int | str = "span",
+    max_attempts: int = 100,
 ) -> torch.Tensor:
-    """Bool [B, L]: `mask_ratio` of each strip's text patches, hidden in spans (PIXEL's scheme).
+    """Bool [B, L]: PIXEL's span masking, as `SpanMaskingGenerator(spacing=...)` of the published
+    code (pixel/models/masking.py, called by scripts/training/run_pretraining_pixel_m4.py).
 
-    Text patches are the attended ones minus the final (black end) patch. Span lengths 1..S are
-    drawn with the given cumulative weights; spans may overlap and are clipped so that exactly
-    round(mask_ratio * num_text_patches) patches end up masked.
+    The region is each strip's attended patches n (text + the black end patch: the published
+    script passes `num_text_patches + 1`; attended patches are a prefix); the budget is
+    ceil(mask_ratio * n). Spans are added one at a time: a length 1..S drawn with the cumulative
+    weights and a uniform start in the region; a span is kept only if no masked patch lies within
+    `spacing` patches on either side of it ("span": as many as its own length) and it adds at least
+    one and at most min(budget left, S) new patches. A row stops after `max_attempts` failed tries
+    in a row and is topped up with uniformly drawn unmasked patches of its region, as the published
+    model's `controlled_masking` does, so every row ends with exactly its budget.
+
+    Rows are drawn together, and each row tries `ATTEMPTS_PER_ROUND` spans against the same mask at
+    once: the first that fits is the one the sequential loop would have kept.
     """
-    weights = torch.diff(torch.tensor([0.0, *cumulative_weights]))
-    mask = torch.zeros(attention_mask.shape, dtype=torch.bool)
-    for row, num_text in enumerate((attention_mask.sum(1) - 1).clamp(min=0).tolist()):
-        target, masked = round(mask_ratio * num_text), 0
-        while masked < target:
-            span = int(torch.multinomial(weights, 1, generator=generator)) + 1
-            span = min(span, target - masked)
-            start = int(torch.randint(0, num_text - span + 1, (1,), generator=generator))
-            masked += int((~mask[row, start : start + span]).sum())
-            mask[row, start : start + span] = True
-    return mask.to(attention_mask.device)
+    if spacing != "span" and (
+        isinstance(spacing, bool) or not isinstance(spacing, int) or spacing < 0
+    ):
+        raise ValueError(f"spacing must be 'span' or an int >= 0, got {spacing!r}")
+    device = attention_mask.device
+    batch, length = attention_mask.shape
+    region = attention_mask.cpu().sum(1).long()[:, None]  # [B, 1]
+    budget = torch.ceil(region.double() * mask_ratio).long()
+    weights = torch.diff(torch.tensor([0.0, *cumulative_weights], dtype=torch.float64))
+    max_span = len(weights)
+    positions = torch.arange(length)
+    tries = torch.arange(ATTEMPTS_PER_ROUND)
+    mask = torch.zeros(batch, length, dtype=torch.bool)
+    masked = torch.zeros(batch, 1, dtype=torch.long)
+    failures = torch.zeros(batch, 1, dtype=torch.long)
+    active = masked < budget
+    while bool(active.any()):
+        shape = (batch, ATTEMPTS_PER_ROUND)
+        span = torch.multinomial(weights, batch * shape[1], True, generator=generator)
+        span = span.view(shape) + 1
+        left = torch.rand(shape, generator=generator, dtype=torch.float64)
+        left = (left * (region - span + 1).clamp(min=1)).long()
+        space = span if spacing == "span" else torch.full_like(span, spacing)
+        before = torch.cat([masked.new_zeros(batch, 1), mask.long().cumsum(1)], 1)
+        new = span - masked_between(before, left, left + span)
+        fits = (
+            (span < region)
+            & (masked_between(before, left - space, left) == 0)
+            & (masked_between(before, left + span, torch.minimum(left + span + space, region)) == 0)
+            & (new > 0)
+            & (new <= (budget - masked).clamp(max=max_span))
+            & (failures + tries < max_attempts)
+        )
+        placed = active[:, 0] & fits.any(1)  # [B]
+        first = fits.long().argmax(1, keepdim=True)  # the first try that fits
+        left, span = left.gather(1, first), span.gather(1, first)
+        inside = (positions >= left) & (positions < left + span)
+        mask |= inside & placed[:, None]
+        masked += new.gather(1, first) * placed[:, None]
+        failures = torch.where(placed[:, None], 0, failures + ATTEMPTS_PER_ROUND)
+        active = (masked < budget) & (failures < max_attempts)
+    short = budget - masked
+    if bool((short > 0).any()):
+        noise = torch.rand(batch, length, generator=generator)
+        noise = noise.masked_fill(mask | (positions >= region), 2.0)
+        mask |= noise.argsort(1).argsort(1) < short
+    return mask.to(device)
+
+
+def masked_between(before: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Masked patches in [start, end) per row and try; `before` [B, 1+L] counts those before i."""
+    length = before.shape[1] - 1
+    return before.gather(1, end.clamp(0, length)) - before.gather(1, start.clamp(0, length))
 
 
 def random_mask(
@@ -211,18 +267,27 @@ class PixelM4Layer(GradientCheckpointingLayer):
 
 
 class PixelM4Embeddings(nn.Module):
-    """Patch projection (a P x P, stride P convolution) + fixed positions + CLS."""
+    """Patch projection (a P x P, stride P convolution) + sin-cos positions + CLS.
 
-    def __init__(self, config: PixelM4Config):
+    As the published code: the pretraining encoder (PIXELEmbeddings) keeps the positions frozen
+    and has no dropout; the fine-tuning encoder (pixel/models/vit.py ViTEmbeddings) trains them
+    and drops out `hidden_dropout_prob` after adding them. `config.trainable_position_embeddings`
+    overrides the first.
+    """
+
+    def __init__(self, config: PixelM4Config, pretraining: bool = False):
         super().__init__()
         self.config = config
         self.patch_embeddings = nn.Conv2d(
             config.num_channels, config.hidden_size, config.patch_size, stride=config.patch_size
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        trainable = config.trainable_position_embeddings
         self.position_embeddings = nn.Parameter(
-            torch.zeros(1, config.num_patches + 1, config.hidden_size), requires_grad=False
+            torch.zeros(1, config.num_patches + 1, config.hidden_size),
+            requires_grad=not pretraining if trainable is None else trainable,
         )
+        self.dropout = nn.Dropout(0.0 if pretraining else config.hidden_dropout_prob)
 
     def forward(self, pixel_values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """[B, C, P, P*L] -> [B, 1+L, D], or [B, 1+K, D] with only the patches in `keep` [B, K]."""
@@ -232,7 +297,19 @@ class PixelM4Embeddings(nn.Module):
         if keep is not None:
             patches = patches.gather(1, keep[..., None].expand(-1, -1, patches.shape[-1]))
         cls = (self.cls_token + self.position_embeddings[:, :1]).expand(patches.shape[0], -1, -1)
-        return torch.cat([cls, patches], dim=1)
+        return self.dropout(torch.cat([cls, patches], dim=1))
+
+
+class PixelM4Pooler(nn.Module):
+    """The ViT pooler of the published task models: dense + tanh on the CLS vector."""
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden_states[:, 0]))
 
 
 class PixelM4Decoder(nn.Module):
@@ -335,11 +412,17 @@ class PixelM4PreTrainedModel(PreTrainedModel):
 
 
 class PixelM4Model(PixelM4PreTrainedModel):
-    """The PIXEL-M4 encoder: rendered strip in, one vector per patch (+ CLS) out."""
+    """The PIXEL-M4 encoder: rendered strip in, one vector per patch (+ CLS) out.
 
-    def __init__(self, config: PixelM4Config):
+    `pretraining=True` builds the pretraining encoder (frozen positions, no embedding dropout);
+    `add_pooling_layer=True` adds `pooler` (dense + tanh of CLS) for the heads that use it.
+    """
+
+    def __init__(
+        self, config: PixelM4Config, pretraining: bool = False, add_pooling_layer: bool = False
+    ):
         super().__init__(config)
-        self.embeddings = PixelM4Embeddings(config)
+        self.embeddings = PixelM4Embeddings(config, pretraining=pretraining)
         self.layers = nn.ModuleList(
             PixelM4Layer(
                 config, config.hidden_size, config.num_attention_heads, config.intermediate_size
@@ -347,6 +430,7 @@ class PixelM4Model(PixelM4PreTrainedModel):
             for _ in range(config.num_hidden_layers)
         )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = PixelM4Pooler(config) if add_pooling_layer else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -472,7 +556,7 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
 
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
-        self.vit = PixelM4Model(config)
+        self.vit = PixelM4Model(config, pretraining=True)
         self.decoder = PixelM4Decoder(config)
         self.post_init()
 
@@ -489,6 +573,7 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
                 self.config.mask_ratio,
                 self.config.span_cumulative_weights,
                 generator,
+                spacing=self.config.span_spacing,
             )
         return random_mask(attention_mask.cpu(), self.config.mask_ratio, generator)
 
@@ -654,8 +739,30 @@ class PixelM4TaskOutput(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
+class PixelM4PoolingHead(nn.Module):
+    """The published classification pooler (pixel/models/pooling.py,
+    PoolingForSequenceClassificationHead): every patch through Linear + GELU + LayerNorm
+    (eps 1e-12) + dropout, then the mean (or max) over the attended patches."""
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__()
+        self.linear = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.GELU()
+        self.ln = nn.LayerNorm(config.hidden_size, eps=1e-12)
+        self.dropout = nn.Dropout(config.head_dropout)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str):
+        """[B, 1+L, D] encoder output, [B, 1+L] mask -> [B, D] (CLS left out)."""
+        patches = self.dropout(self.ln(self.activation(self.linear(hidden_states[:, 1:]))))
+        with_cls = torch.cat([hidden_states[:, :1], patches], 1)  # pool_patches skips row 0
+        return pool_patches(with_cls, attention_mask, mode)
+
+
 class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
-    """Pooled patches (config.pooling_mode: mean over attended patches, cls or max) -> linear.
+    """Sequence classifier as published (pixel/models/pixel/modeling_pixel.py,
+    PIXELForSequenceClassification): `pooling_mode="mean"` (default) or `"max"` pools the
+    patches through `pooler` (PixelM4PoolingHead); `"cls"` feeds the ViT pooler output (dense +
+    tanh of CLS, `vit.pooler`) to the classifier. Then one linear layer.
 
     Loss as in transformers' heads, chosen by config.problem_type (inferred when unset):
     regression (MSE; num_labels == 1), single-label (cross
@@ -665,8 +772,9 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.vit = PixelM4Model(config)
-        self.dropout = nn.Dropout(config.classifier_dropout)
+        cls_pooling = config.pooling_mode == "cls"
+        self.vit = PixelM4Model(config, add_pooling_layer=cls_pooling)
+        self.pooler = None if cls_pooling else PixelM4PoolingHead(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -681,10 +789,12 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
         encoded = self.vit(
             pixel_values, attention_mask, output_hidden_states=output_hidden_states, **kwargs
         )
-        pooled = pool_patches(
-            encoded.last_hidden_state, encoded.attention_mask, self.config.pooling_mode
-        )
-        logits = self.classifier(self.dropout(pooled))
+        hidden = encoded.last_hidden_state
+        if self.pooler is None:
+            pooled = self.vit.pooler(hidden)
+        else:
+            pooled = self.pooler(hidden, encoded.attention_mask, self.config.pooling_mode)
+        logits = self.classifier(pooled)
         loss = None if labels is None else self.classification_loss(logits, labels)
         return PixelM4TaskOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states)
 
@@ -717,7 +827,7 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.vit = PixelM4Model(config)
-        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -749,7 +859,8 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
 
 class PixelM4Biaffine(nn.Module):
     """x [B, N, d], y [B, M, d] -> [B, N, M, out]: x_i^T U_o y_j with a bias unit appended to x
-    (and to y if `bias_y`), so the product also holds linear terms (Dozat & Manning 2017)."""
+    (and to y if `bias_y`), so the product also holds linear terms (Dozat & Manning 2017; the
+    published pixel/models/biaffine.py, weight [out, d + 1, d + bias_y], zero-initialised)."""
 
     def __init__(self, size: int, out_features: int, bias_y: bool):
         super().__init__()
@@ -765,10 +876,11 @@ class PixelM4Biaffine(nn.Module):
 
 @dataclass
 class PixelM4ParsingOutput(ModelOutput):
-    """`arc_logits` [B, W, 1+W]: score of each head (0 = ROOT, j = word j) for each word;
-    impossible heads (padding, truncated words, the word itself) hold the dtype's minimum.
+    """`arc_logits` [B, W, 1+W]: score of each head (0 = ROOT, j = word j) for each word (the
+    dozat_manning variant gives impossible heads — padding, truncated words, the word itself —
+    the dtype's minimum; the published one scores every candidate).
     `rel_logits` [B, W, 1+W, num_labels]: relation scores for every (word, head) pair.
-    `word_mask` [B, W]: 1 for words that were rendered (have patches), for decoding."""
+    `word_mask` [B, W]: 1 for words that were rendered (have patches)."""
 
     loss: torch.Tensor | None = None
     arc_logits: torch.Tensor | None = None
@@ -778,13 +890,20 @@ class PixelM4ParsingOutput(ModelOutput):
 
 
 class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
-    """Biaffine dependency parser (Dozat & Manning 2017) on PIXEL-M4, as in Rust et al. 2023.
+    """Biaffine dependency parser on PIXEL-M4 (Dozat & Manning 2017; Rust et al. 2023).
 
-    Word vectors are the mean of each word's patches, the CLS vector stands for ROOT. Separate
-    MLPs give each word a dependent and a head view for arcs (biaffine_arc_size) and relations
-    (biaffine_rel_size); a biaffine product scores every (word, head) pair and a bilinear one
-    labels it. Loss: cross entropy over the heads of each word + over the relations at the gold
-    head. Decode trees with `tasks_pixel_m4.decode_trees` (Chu-Liu-Edmonds, one root).
+    Word vectors are the mean of each word's patches (zeros for a word without patches).
+    `config.parser_variant`:
+    * `published` (default; pixel/models/pixel/modeling_pixel.py, PIXELForBiaffineParsing):
+      dropout on the patch vectors, biaffine arc and relation scores directly on the word
+      vectors, ROOT = the ViT pooler output (dense + tanh of CLS); every candidate head is
+      scored (the word itself, padding and truncated words included).
+    * `dozat_manning`: separate MLPs (biaffine_arc_size / biaffine_rel_size, LeakyReLU 0.1,
+      dropout) give each word a dependent and a head view; the CLS vector is ROOT; impossible
+      heads (padding, truncated words, the word itself) are masked out.
+    Loss: cross entropy over the heads of each word + over the relations at the gold head.
+    Decode with `tasks_pixel_m4.decode_trees` (`config.parser_decoding`: greedy argmax as
+    published, or Chu-Liu-Edmonds with one root).
     Labels: `arc_labels` [B, W] (0 = ROOT, j = word j, 1-based) and `rel_labels` [B, W]
     (ids of config.id2label), -100 where ignored.
     """
@@ -792,22 +911,26 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.vit = PixelM4Model(config)
-        self.dropout = nn.Dropout(config.classifier_dropout)
+        published = config.parser_variant == "published"
+        self.vit = PixelM4Model(config, add_pooling_layer=published)
+        self.dropout = nn.Dropout(config.head_dropout)
+        arc_size, rel_size = config.hidden_size, config.hidden_size
+        if not published:
+            arc_size, rel_size = config.biaffine_arc_size, config.biaffine_rel_size
 
-        def mlp(size: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Linear(config.hidden_size, size),
-                nn.LeakyReLU(0.1),
-                nn.Dropout(config.classifier_dropout),
-            )
+            def mlp(size: int) -> nn.Sequential:
+                return nn.Sequential(
+                    nn.Linear(config.hidden_size, size),
+                    nn.LeakyReLU(0.1),
+                    nn.Dropout(config.head_dropout),
+                )
 
-        self.arc_dependent = mlp(config.biaffine_arc_size)
-        self.arc_head = mlp(config.biaffine_arc_size)
-        self.rel_dependent = mlp(config.biaffine_rel_size)
-        self.rel_head = mlp(config.biaffine_rel_size)
-        self.arc_scorer = PixelM4Biaffine(config.biaffine_arc_size, 1, bias_y=False)
-        self.rel_scorer = PixelM4Biaffine(config.biaffine_rel_size, config.num_labels, bias_y=True)
+            self.arc_dependent = mlp(arc_size)
+            self.arc_head = mlp(arc_size)
+            self.rel_dependent = mlp(rel_size)
+            self.rel_head = mlp(rel_size)
+        self.biaffine_arcs = PixelM4Biaffine(arc_size, 1, bias_y=False)
+        self.biaffine_rels = PixelM4Biaffine(rel_size, config.num_labels, bias_y=True)
         self.post_init()
 
     def forward(
@@ -825,19 +948,26 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
             pixel_values, attention_mask, output_hidden_states=output_hidden_states, **kwargs
         )
         hidden = encoded.last_hidden_state
-        words = word_vectors(hidden, word_spans, "mean")
-        nodes = self.dropout(torch.cat([hidden[:, :1], words], 1))  # [B, 1+W, D], ROOT first
-        words = nodes[:, 1:]
-
         word_mask = word_spans[..., 1] > word_spans[..., 0]  # [B, W]
-        head_mask = torch.cat([word_mask.new_ones(word_mask.shape[0], 1), word_mask], 1)
-        positions = torch.arange(words.shape[1] + 1, device=words.device)
-        not_self = positions[None, :] != positions[1:, None]  # [W, 1+W]: word i is node i + 1
-        allowed = head_mask[:, None, :] & not_self[None]  # [B, W, 1+W]
+        if self.vit.pooler is not None:  # published
+            words = word_vectors(self.dropout(hidden), word_spans, "mean")
+            nodes = torch.cat([self.vit.pooler(hidden)[:, None], words], 1)  # ROOT first
+            arc_words, arc_nodes, rel_words, rel_nodes = words, nodes, words, nodes
+            allowed = word_mask.new_ones(*word_mask.shape, word_mask.shape[1] + 1)
+        else:
+            words = word_vectors(hidden, word_spans, "mean")
+            nodes = self.dropout(torch.cat([hidden[:, :1], words], 1))  # [B, 1+W, D], ROOT first
+            words = nodes[:, 1:]
+            arc_words, arc_nodes = self.arc_dependent(words), self.arc_head(nodes)
+            rel_words, rel_nodes = self.rel_dependent(words), self.rel_head(nodes)
+            head_mask = torch.cat([word_mask.new_ones(word_mask.shape[0], 1), word_mask], 1)
+            positions = torch.arange(words.shape[1] + 1, device=words.device)
+            not_self = positions[None, :] != positions[1:, None]  # [W, 1+W]: word i is node i+1
+            allowed = head_mask[:, None, :] & not_self[None]  # [B, W, 1+W]
 
-        arc_logits = self.arc_scorer(self.arc_dependent(words), self.arc_head(nodes))[..., 0]
+        arc_logits = self.biaffine_arcs(arc_words, arc_nodes)[..., 0]
         arc_logits = arc_logits.masked_fill(~allowed, torch.finfo(arc_logits.dtype).min)
-        rel_logits = self.rel_scorer(self.rel_dependent(words), self.rel_head(nodes))
+        rel_logits = self.biaffine_rels(rel_words, rel_nodes)
 
         loss = None
         if arc_labels is not None or rel_labels is not None:
@@ -851,7 +981,8 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
         )
 
     def parsing_loss(self, arc_logits, rel_logits, arc_labels, rel_labels, allowed):
-        """Mean cross entropy over scorable words: the word has patches and its gold head exists."""
+        """Mean cross entropy over scorable words (labelled, gold head a candidate); as the
+        published `_get_loss`, the arc and relation means are added."""
         if arc_labels is None or rel_labels is None:
             raise ValueError("give both arc_labels and rel_labels (or neither)")
         words = arc_logits.shape[:2]
@@ -873,7 +1004,7 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, PixelM4Biaffine):
-            init.zeros_(module.weight)  # as Dozat & Manning: scores start at zero
+            init.zeros_(module.weight)  # as the published Biaffine: scores start at zero
 
 
 PixelM4ForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
@@ -897,5 +1028,7 @@ __all__ = [
     "PixelM4ForSequenceClassification",
     "PixelM4ForTokenClassification",
     "PixelM4ForBiaffineParsing",
+    "PixelM4PoolingHead",
+    "PixelM4Pooler",
     "word_vectors",
 ]

@@ -21,6 +21,7 @@ from pixel_m4.modeling_pixel_m4 import PixelM4ForSequenceClassification
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
     SAMPLE_TRAINING,
+    DropoutArguments,
     SequenceClassificationCollator,
     check_splits,
     classification_metrics,
@@ -124,15 +125,14 @@ class ClassificationArguments:
             "choices": ["mean", "cls", "max"],
         },
     )
-    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the head."})
     early_stopping_patience: int = field(
         default=20, metadata={"help": "Evaluations without improvement before stopping."}
     )
 
 
 def main():
-    args, training_args = parse_with_recipe(
-        (ClassificationArguments, TrainingArguments), RECIPES, description=__doc__
+    args, dropout, training_args = parse_with_recipe(
+        (ClassificationArguments, DropoutArguments, TrainingArguments), RECIPES, description=__doc__
     )
     training_args.remove_unused_columns = False  # the collator renders the "text" column
     set_seed(training_args.seed)
@@ -167,7 +167,7 @@ def main():
         id2label=dict(enumerate(labels)),
         label2id=label2id,
         pooling_mode=args.pooling_mode,
-        classifier_dropout=args.classifier_dropout,
+        **dropout.config(),
     )
     renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
     evaluating = configure_evaluation(training_args, "validation" in data)

@@ -44,9 +44,14 @@ def train(model, batch, steps: int, learning_rate: float):
 
 
 def config(**overrides):
+    """Memorisation runs: no dropout (the published 0.1 is tested in test_modeling)."""
     torch.manual_seed(0)
     return PixelM4Config.from_preset(
-        "test", image_size=(16, 16 * PATCHES), classifier_dropout=0.0, **overrides
+        "test",
+        image_size=(16, 16 * PATCHES),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **overrides,
     )
 
 
@@ -86,7 +91,8 @@ def test_token_classification_overfits(renderer):
     assert (output.logits.argmax(-1)[scored] == batch["labels"][scored]).all()
 
 
-def test_biaffine_parser_overfits(renderer):
+@pytest.mark.parametrize("variant", ["published", "dozat_manning"])
+def test_biaffine_parser_overfits(renderer, variant):
     sentences = [  # (tokens, heads, relation ids)
         (["The", "old", "man", "walked"], [3, 3, 4, 0], [0, 1, 2, 3]),
         (["We", "visited", "the", "museum"], [2, 0, 4, 2], [2, 3, 0, 4]),
@@ -98,14 +104,15 @@ def test_biaffine_parser_overfits(renderer):
     )
     batch = collate([{"tokens": t, "arc_labels": h, "rel_labels": r} for t, h, r in sentences])
     model = PixelM4ForBiaffineParsing(
-        config(num_labels=8, biaffine_arc_size=64, biaffine_rel_size=32)
+        config(num_labels=8, parser_variant=variant, biaffine_arc_size=64, biaffine_rel_size=32)
     )
     output = train(model, batch, steps=50, learning_rate=3e-3)
-    decoded = decode_trees(output.arc_logits, output.rel_logits, output.word_mask)
-    scores = attachment_scores(
-        decoded[..., 0], decoded[..., 1], batch["arc_labels"], batch["rel_labels"]
-    )
-    assert scores == {"uas": 100.0, "las": 100.0}
+    for decoding in ("greedy", "mst"):
+        decoded = decode_trees(output.arc_logits, output.rel_logits, output.word_mask, decoding)
+        scores = attachment_scores(
+            decoded[..., 0], decoded[..., 1], batch["arc_labels"], batch["rel_labels"]
+        )
+        assert scores == {"uas": 100.0, "las": 100.0}, decoding
 
 
 # ---------------------------------------------------------------------------------------------
