@@ -197,11 +197,13 @@ PixelM4Config.register_for_auto_class()
 
 
 # Fallback encoder sizes by name. "default" is the fallback paper's main model (Lotz et al. 2025,
-# 4 layers, d=1536, 16 heads), "small" its BERT+PIXELS variant (footnote 8: 4 layers, d=768, 12
-# heads); "test" is for unit tests and the embedded CPU demo.
+# §3.2: "92M", 4 layers, d=1536, 16 heads), "small" its BERT+PIXELS variant (§5 and footnote 8:
+# "24M", 4 layers, d=768, 12 heads); "test" is for unit tests and the embedded CPU demo. The
+# paper gives no MLP width: 4096 / 2048 are the widths that give its counts (91.6M / 23.8M
+# without `pixel_projector`, whose size depends on the LLM); a 4x MLP would give 116.8M / 30.1M.
 FALLBACK_PRESETS: dict[str, dict] = {
     "test": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
-    "small": dict(hidden_size=768, num_hidden_layers=4, num_attention_heads=12, intermediate_size=3072),
+    "small": dict(hidden_size=768, num_hidden_layers=4, num_attention_heads=12, intermediate_size=2048),
     "default": {},
 }  # fmt: skip
 
@@ -227,7 +229,7 @@ class PixelFallbackConfig(PreTrainedConfig):
     hidden_size: int = 1536
     num_hidden_layers: int = 4
     num_attention_heads: int = 16
-    intermediate_size: int = 6144
+    intermediate_size: int = 4096  # see FALLBACK_PRESETS
     hidden_act: str = "gelu"
     hidden_dropout_prob: float = 0.0
     attention_probs_dropout_prob: float = 0.0

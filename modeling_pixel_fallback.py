@@ -1,11 +1,13 @@
 """Pixel fallback for decoder LLMs (Lotz et al. 2025, "Overcoming Vocabulary Constraints with
 Pixel-level Fallback").
 
-Words an LLM's tokenizer handles badly (by default: every word with a non-ASCII character) are
+The words of the source text (all of them by default, as in the paper's main experiments; or
+only those the LLM's tokenizer handles badly, e.g. every word with a non-ASCII character) are
 rendered as overlapping character bigrams (`word_bigram` mode of the renderer) and encoded by a
 small ViT, `PixelFallbackEncoder`, into one vector per word in the LLM's input-embedding space.
-`PixelFallbackForCausalLM` wraps any `AutoModelForCausalLM` and interleaves those vectors with the
-LLM's own token embeddings in text order; the LLM then runs on `inputs_embeds` as usual.
+`PixelFallbackForCausalLM` wraps any `AutoModelForCausalLM` and puts those vectors in place of
+the source's tokens, in text order among the prompt's own token embeddings; the LLM then runs
+on `inputs_embeds` as usual.
 
 Packed inputs (built by `PixelFallbackProcessor`): all pixel words of a batch are laid out
 back to back in R rows of N patches. `patch_word_ids` [R, N] gives, per patch, the index of its

@@ -21,6 +21,9 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.import_utils import is_tracing, torch_compilable_check
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_pixel_m4 import PixelM4Config
 
@@ -169,7 +172,11 @@ def split_visible_patches(patch_mask: torch.Tensor, attention_mask: torch.Tensor
     # 0 = visible text / end patch, 1 = padding, 2 = masked; a stable sort keeps patch order.
     priority = patch_mask.long() * 2 + (1 - attention_mask.long()) * (~patch_mask).long()
     order = priority.argsort(dim=1, stable=True)
-    num_keep = patch_mask.shape[1] - int(patch_mask.sum(1).max())
+    # `.item()`, not int(): under torch.export K becomes a symbolic size instead of a guard; an
+    # exported graph also assumes that some patch stays visible (sdpa branches on K > 0).
+    num_keep = patch_mask.shape[1] - patch_mask.sum(1).max().item()
+    torch._check(num_keep >= (1 if is_tracing() else 0))
+    torch._check(num_keep <= patch_mask.shape[1])
     restore = order.argsort(dim=1)
     removed = (restore >= num_keep).long()
     return order[:, :num_keep], restore, removed
@@ -229,7 +236,7 @@ class PixelM4Attention(nn.Module):
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        output, _ = attention(
+        output, weights = attention(
             self,
             query,
             key,
@@ -239,7 +246,8 @@ class PixelM4Attention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        return self.o_proj(output.reshape(batch, length, -1))
+        # The weights [B, heads, N, N] (None under sdpa/flash) are what `output_attentions` records.
+        return self.o_proj(output.reshape(batch, length, -1)), weights
 
 
 class PixelM4Layer(GradientCheckpointingLayer):
@@ -260,7 +268,7 @@ class PixelM4Layer(GradientCheckpointingLayer):
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
     ):
-        attended = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
+        attended, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
         hidden_states = hidden_states + self.dropout(attended)
         mlp = self.fc2(self.activation(self.fc1(self.layernorm_after(hidden_states))))
         return hidden_states + self.dropout(mlp)
@@ -361,11 +369,13 @@ class PixelM4Decoder(nn.Module):
 @dataclass
 class PixelM4ModelOutput(ModelOutput):
     """`last_hidden_state` [B, 1+N, D] (CLS first; N = L, or K visible patches in pretraining),
-    `hidden_states` (embeddings + each layer, before the final LayerNorm) when asked, and the
+    `hidden_states` (embeddings + each layer, before the final LayerNorm) and `attentions` (one
+    [B, heads, 1+N, 1+N] softmax map per layer, eager attention only) when asked, and the
     `attention_mask` [B, 1+N] that goes with them (CLS included), for pooling."""
 
     last_hidden_state: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
     attention_mask: torch.Tensor | None = None
 
 
@@ -378,6 +388,7 @@ class PixelM4ForPreTrainingOutput(ModelOutput):
     logits: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class PixelM4PreTrainedModel(PreTrainedModel):
@@ -391,6 +402,9 @@ class PixelM4PreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
+    # `output_hidden_states` / `output_attentions` are recorded by hooks on these modules (as
+    # transformers' ViT-MAE does); only the encoder's modules are hooked, never the decoder's.
+    _can_record_outputs = {"hidden_states": PixelM4Layer, "attentions": PixelM4Attention}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -436,19 +450,18 @@ class PixelM4Model(PixelM4PreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embeddings
 
+    @capture_outputs(tie_last_hidden_states=False)  # hidden_states stay before the final LayerNorm
     def forward(
         self,
         pixel_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         keep: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> PixelM4ModelOutput:
         """pixel_values [B, C, P, P*L]; attention_mask [B, L] (1 = text or end patch);
-        keep [B, K]: encode only these patches (pretraining)."""
+        keep [B, K]: encode only these patches (pretraining). `output_hidden_states`,
+        `output_attentions` and `return_dict` work as in transformers' models."""
         attention_mask = check_inputs(self.config, pixel_values, attention_mask)
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
         hidden = self.embeddings(pixel_values, keep)
         if keep is not None:
             attention_mask = attention_mask.gather(1, keep)
@@ -458,16 +471,10 @@ class PixelM4Model(PixelM4PreTrainedModel):
         mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden, attention_mask=attention_mask
         )
-
-        all_hidden = [hidden] if output_hidden_states else None
         for layer in self.layers:
             hidden = layer(hidden, mask, **kwargs)
-            if output_hidden_states:
-                all_hidden.append(hidden)
         return PixelM4ModelOutput(
-            last_hidden_state=self.layernorm(hidden),
-            hidden_states=tuple(all_hidden) if output_hidden_states else None,
-            attention_mask=attention_mask,
+            last_hidden_state=self.layernorm(hidden), attention_mask=attention_mask
         )
 
     # ----------------------------------------------------------------------------- embeddings
@@ -521,6 +528,7 @@ class PixelM4Model(PixelM4PreTrainedModel):
                 batch_pixels.to(self.device),
                 None if batch_mask is None else batch_mask.to(self.device),
                 output_hidden_states=True,
+                return_dict=True,
             )
             vectors = mean_pooled_layers(output, indices)
             if normalize:
@@ -577,12 +585,12 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
             )
         return random_mask(attention_mask.cpu(), self.config.mask_ratio, generator)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         patch_mask: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> PixelM4ForPreTrainingOutput:
         """patch_mask [B, L] (True = hide) overrides the sampled mask, e.g. to fix it for evaluation."""
@@ -597,17 +605,15 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
         keep, restore, removed = split_visible_patches(
             patch_mask.bool().to(pixel_values.device), attention_mask
         )
-        encoded = self.vit(
-            pixel_values,
-            attention_mask,
-            keep=keep,
-            output_hidden_states=output_hidden_states,
-            **kwargs,
-        )
+        encoded = self.vit(pixel_values, attention_mask, keep=keep, return_dict=True, **kwargs)
         logits = self.decoder(encoded.last_hidden_state, restore, attention_mask)
         loss = self.reconstruction_loss(pixel_values, logits, removed * attention_mask)
         return PixelM4ForPreTrainingOutput(
-            loss=loss, logits=logits, mask=removed, hidden_states=encoded.hidden_states
+            loss=loss,
+            logits=logits,
+            mask=removed,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
         )
 
     def target_patches(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -688,10 +694,11 @@ def check_word_spans(word_spans: torch.Tensor, batch: int, num_patches: int) -> 
             f"word_spans must have shape ({batch}, num_words, 2), got {tuple(word_spans.shape)}"
         )
     starts, ends = word_spans[..., 0], word_spans[..., 1]
-    if bool(((starts < 0) | (ends < starts) | (ends > num_patches)).any()):
-        raise ValueError(
-            f"word_spans must satisfy 0 <= start <= end <= num_patches ({num_patches}) for every word"
-        )
+    # A ValueError in eager mode, a runtime assert in an exported graph (no data-dependent branch).
+    torch_compilable_check(
+        (starts >= 0) & (ends >= starts) & (ends <= num_patches),
+        f"word_spans must satisfy 0 <= start <= end <= num_patches ({num_patches}) for every word",
+    )
     return word_spans.long()
 
 
@@ -723,11 +730,13 @@ def check_labels(
             f"got {tuple(labels.shape)}"
         )
     bad = (labels != -100) & ((labels < 0) | (labels >= num_labels))
-    if bool(bad.any()):
-        raise ValueError(
+    torch_compilable_check(
+        ~bad,
+        lambda: (
             f"{name} must be class ids in [0, {num_labels}) or -100 (ignored), got "
             f"{sorted(set(labels[bad].tolist()))[:5]}; check the label list (config.id2label)"
-        )
+        ),
+    )
 
 
 @dataclass
@@ -737,6 +746,7 @@ class PixelM4TaskOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class PixelM4PoolingHead(nn.Module):
@@ -778,17 +788,15 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> PixelM4TaskOutput:
-        encoded = self.vit(
-            pixel_values, attention_mask, output_hidden_states=output_hidden_states, **kwargs
-        )
+        encoded = self.vit(pixel_values, attention_mask, return_dict=True, **kwargs)
         hidden = encoded.last_hidden_state
         if self.pooler is None:
             pooled = self.vit.pooler(hidden)
@@ -796,7 +804,12 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
             pooled = self.pooler(hidden, encoded.attention_mask, self.config.pooling_mode)
         logits = self.classifier(pooled)
         loss = None if labels is None else self.classification_loss(logits, labels)
-        return PixelM4TaskOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states)
+        return PixelM4TaskOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
 
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.config.problem_type is None:
@@ -831,19 +844,17 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         word_spans: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> PixelM4TaskOutput:
         word_spans = check_word_spans(word_spans, pixel_values.shape[0], self.config.num_patches)
-        encoded = self.vit(
-            pixel_values, attention_mask, output_hidden_states=output_hidden_states, **kwargs
-        )
+        encoded = self.vit(pixel_values, attention_mask, return_dict=True, **kwargs)
         words = word_vectors(encoded.last_hidden_state, word_spans, self.config.word_pooling)
         logits = self.classifier(self.dropout(words))  # [B, W, num_labels]
         loss = None
@@ -854,7 +865,12 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
             loss = nn.functional.cross_entropy(
                 logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100
             )
-        return PixelM4TaskOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states)
+        return PixelM4TaskOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
 
 
 class PixelM4Biaffine(nn.Module):
@@ -887,6 +903,7 @@ class PixelM4ParsingOutput(ModelOutput):
     rel_logits: torch.Tensor | None = None
     word_mask: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
@@ -933,6 +950,7 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
         self.biaffine_rels = PixelM4Biaffine(rel_size, config.num_labels, bias_y=True)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -940,13 +958,10 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         arc_labels: torch.Tensor | None = None,
         rel_labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> PixelM4ParsingOutput:
         word_spans = check_word_spans(word_spans, pixel_values.shape[0], self.config.num_patches)
-        encoded = self.vit(
-            pixel_values, attention_mask, output_hidden_states=output_hidden_states, **kwargs
-        )
+        encoded = self.vit(pixel_values, attention_mask, return_dict=True, **kwargs)
         hidden = encoded.last_hidden_state
         word_mask = word_spans[..., 1] > word_spans[..., 0]  # [B, W]
         if self.vit.pooler is not None:  # published
@@ -978,6 +993,7 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
             rel_logits=rel_logits,
             word_mask=word_mask.long(),
             hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
         )
 
     def parsing_loss(self, arc_logits, rel_logits, arc_labels, rel_labels, allowed):

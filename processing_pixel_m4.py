@@ -1,16 +1,19 @@
 """Processors: text -> model inputs.
 
 `PixelFallbackProcessor` (pixel fallback, Lotz et al. 2025) holds an LLM's tokenizer and a
-`word_bigram` renderer. It splits the text into whitespace words and decides per word: words
-the rule keeps (ASCII by default) are tokenized as usual, the others become one pixel-word
-position each in the LLM sequence and are rendered for `PixelFallbackEncoder`.
+`word_bigram` renderer. It splits the text into words (whitespace, then a dictionary segmenter
+for scripts written without spaces, Thai by default) and decides per word: by default every
+word becomes one pixel-word position in the LLM sequence, rendered for `PixelFallbackEncoder`
+(the paper's main setting); the `non_ascii` rule keeps ASCII words tokenized as usual.
 """
 
+import functools
 import json
 import logging
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,8 +24,114 @@ from .rendering_pixel_m4 import PixelM4TextRenderer, clean_words
 logger = logging.getLogger(__name__)
 
 FALLBACK_PROCESSOR_CONFIG = "fallback_processor_config.json"
-PIXEL_WORD_RULES = ("non_ascii", "all")
+# "all" first: the paper's main experiments (Lotz et al. 2025, §3, Tables 1-3) encode the whole
+# source with the fallback; "non_ascii" is its mixed-modality variant (§4, Table 6).
+PIXEL_WORD_RULES = ("all", "non_ascii")
 TEXT_FIELD = "{text}"
+# Paper, Table 10: maximum source and target length 256.
+MAX_SOURCE_LENGTH = 256
+MAX_TARGET_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class WordSegmenter:
+    """A dictionary word segmenter for a script written without spaces (an optional package)."""
+
+    script: str  # regex character class of the characters that call for this segmenter
+    package: str  # the PyPI package (and module) it needs
+    extra: str  # the pixel-m4 extra that installs it
+
+
+# Thai: the paper word-tokenizes Thai with DeepCut (§3, footnote 2), a CNN whose package pins
+# old TensorFlow/Keras versions; PyThaiNLP's dictionary maximal-matching segmenter ("newmm") is
+# pure Python, ships its word list in the wheel (no download at run time), and is PyThaiNLP's
+# default. Chinese (jieba) and Japanese (janome) are offered for the scripts the paper did not
+# cover; both ship their dictionaries too. They are mutually exclusive (both claim Han).
+WORD_SEGMENTERS = {
+    "thai": WordSegmenter("[\u0e00-\u0e7f]", "pythainlp", "thai"),
+    "chinese": WordSegmenter(
+        "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]",
+        "jieba",
+        "chinese",
+    ),
+    "japanese": WordSegmenter(
+        "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]",
+        "janome",
+        "japanese",
+    ),
+}
+DEFAULT_WORD_SEGMENTER = "thai"  # the paper's setting
+# What fallback_processor_config.json holds besides the class name.
+SAVED_SETTINGS = ("pixel_word_rule", "word_segmenter", "max_source_length", "max_target_length")
+
+
+def parse_word_segmenter(value: str | None) -> tuple[str, ...]:
+    """'thai', 'thai,chinese', '' / 'none' / None (whitespace only) -> segmenter names."""
+    if value is None:
+        return ()
+    if not isinstance(value, str):
+        raise TypeError(f"word_segmenter must be a str or None, got {type(value).__name__}")
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if names == ("none",):
+        return ()
+    unknown = [name for name in names if name not in WORD_SEGMENTERS]
+    if unknown:
+        raise ValueError(
+            f"word_segmenter: unknown {unknown}; use a comma-separated list of "
+            f"{sorted(WORD_SEGMENTERS)}, or 'none' for whitespace words only"
+        )
+    if {"chinese", "japanese"} <= set(names):
+        raise ValueError(
+            "word_segmenter: choose 'chinese' or 'japanese', not both (both segment Han text)"
+        )
+    return names
+
+
+@functools.cache
+def load_word_segmenter(name: str) -> Callable[[str], list[str]]:
+    """The segmenting function of `name` (imports its package once): str -> list of words."""
+    segmenter = WORD_SEGMENTERS[name]
+    try:
+        if name == "thai":
+            from pythainlp.tokenize import word_tokenize
+
+            return functools.partial(word_tokenize, engine="newmm", keep_whitespace=False)
+        if name == "chinese":
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            return functools.partial(jieba.lcut, HMM=True)
+        from janome.tokenizer import Tokenizer
+
+        return functools.partial(Tokenizer(wakati=True).tokenize, wakati=True)
+    except ImportError as error:
+        raise ImportError(
+            f"word_segmenter={name!r} needs the package {segmenter.package!r} to split "
+            f"{name.capitalize()} text into words: pip install {segmenter.package} "
+            f"(or pip install 'pixel-m4[{segmenter.extra}]'); word_segmenter='none' keeps "
+            "whitespace words only"
+        ) from error
+
+
+def segment_word(word: str, segmenters: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(start, end) spans of the words inside one whitespace-free `word`: split by the first
+    segmenter whose script occurs in it, else the word itself."""
+    for name in segmenters:
+        if re.search(WORD_SEGMENTERS[name].script, word):
+            spans, cursor = [], 0
+            for piece in load_word_segmenter(name)(word):
+                piece = piece.strip()
+                if not piece:
+                    continue
+                start = word.find(piece, cursor)
+                if start < 0:
+                    raise RuntimeError(
+                        f"the {name} segmenter returned {piece!r}, not a part of {word!r}"
+                    )
+                spans.append((start, start + len(piece)))
+                cursor = start + len(piece)
+            return spans
+    return [(0, len(word))]
 
 
 def is_pixel_word(word: str, rule: str | Callable[[str], bool]) -> bool:
@@ -45,8 +154,17 @@ class PixelFallbackProcessor:
         tokenizer: the LLM's tokenizer (from AutoTokenizer).
         renderer: a `PixelM4TextRenderer` in `word_bigram` mode; None makes the paper's
             (24 x 24 px patches, 10 pt, 120 DPI, 529 patches per row).
-        pixel_word_rule: which words of the text go to the fallback: "non_ascii" (default),
-            "all", or a callable `word -> bool`.
+        pixel_word_rule: which words of the text go to the fallback: "all" (default, the
+            paper's main setting), "non_ascii" (ASCII words stay tokens, the paper's §4
+            mixed-modality variant), or a callable `word -> bool`.
+        word_segmenter: dictionary segmenters for scripts written without spaces, applied to
+            each whitespace word that contains their script: "thai" (default, as the paper;
+            needs `pythainlp`), "chinese" (`jieba`), "japanese" (`janome`), a comma-separated
+            combination, or "none" (whitespace words only).
+        max_source_length: most LLM positions the source text takes (a pixel word counts one,
+            a tokenized word its tokens); later words are dropped. None: no limit. Paper: 256.
+        max_target_length: most target tokens (EOS included: a cut target has none). None: no
+            limit. Paper: 256.
 
     Only the words of `text` are routed; the `template` around it (prompt, chat template) is
     always tokenized. Text between pixel words is tokenized as it stands in the full string
@@ -61,7 +179,10 @@ class PixelFallbackProcessor:
         self,
         tokenizer,
         renderer: PixelM4TextRenderer | None = None,
-        pixel_word_rule: str | Callable[[str], bool] = "non_ascii",
+        pixel_word_rule: str | Callable[[str], bool] = "all",
+        word_segmenter: str | None = DEFAULT_WORD_SEGMENTER,
+        max_source_length: int | None = MAX_SOURCE_LENGTH,
+        max_target_length: int | None = MAX_TARGET_LENGTH,
     ):
         if renderer is None:
             renderer = PixelM4TextRenderer(render_mode="word_bigram")
@@ -76,15 +197,31 @@ class PixelFallbackProcessor:
                 f"pixel_word_rule must be one of {PIXEL_WORD_RULES} or a callable, "
                 f"got {pixel_word_rule!r}"
             )
+        for name, limit in (
+            ("max_source_length", max_source_length),
+            ("max_target_length", max_target_length),
+        ):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+                raise TypeError(f"{name} must be an int or None, got {limit!r}")
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {limit}")
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no eos_token: targets need one to end on")
         self.tokenizer = tokenizer
         self.renderer = renderer
         self.pixel_word_rule = pixel_word_rule
+        self.segmenters = parse_word_segmenter(word_segmenter)
+        self.max_source_length = max_source_length
+        self.max_target_length = max_target_length
         # Token id behind pixel-word positions; its embedding is replaced, any valid id works.
         self.placeholder_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         )
+
+    @property
+    def word_segmenter(self) -> str:
+        """The segmenter setting as saved: comma-separated names, or "none"."""
+        return ",".join(self.segmenters) or "none"
 
     @property
     def patch_budget(self) -> int:
@@ -92,31 +229,58 @@ class PixelFallbackProcessor:
         return self.renderer.max_seq_length - 1
 
     # ------------------------------------------------------------------ segmentation
+    def word_spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of each word of `text`: whitespace-separated, then split by the word
+        segmenters where their script occurs."""
+        spans = []
+        for match in re.finditer(r"\S+", text):
+            spans += [
+                (match.start() + start, match.start() + end)
+                for start, end in segment_word(match.group(), self.segmenters)
+            ]
+        return spans
+
     def split_pieces(self, text: str, template: str | None = None) -> list[tuple[str, str]]:
         """The prompt as ("text", str) and ("pixel", word) pieces in order.
 
         Adjacent text stays one piece; pixel words come cleaned (control characters dropped,
-        as the renderer does) and split to fit a row."""
+        as the renderer does) and split to fit a row. The source is cut after the last word
+        that fits `max_source_length`."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if template is None:
             template = TEXT_FIELD
         if template.count(TEXT_FIELD) != 1:
             raise ValueError(f"template must contain {TEXT_FIELD!r} exactly once, got {template!r}")
+        words, used = [], 0  # (start, end, pixel pieces or None for a tokenized word)
+        for start, end in self.word_spans(text):
+            word = text[start:end]
+            pixels = None
+            if is_pixel_word(word, self.pixel_word_rule):
+                pixels = [piece for part in clean_words(word) for piece in self._fit_word(part)]
+            if self.max_source_length is not None:
+                used += (
+                    len(pixels)
+                    if pixels is not None
+                    else len(self.tokenizer(word, add_special_tokens=False)["input_ids"])
+                )
+                if used > self.max_source_length:
+                    text = text[: words[-1][1]] if words else ""
+                    break
+            words.append((start, end, pixels))
         prefix, _, suffix = template.partition(TEXT_FIELD)
-        full, start = prefix + text + suffix, len(prefix)
+        full, offset = prefix + text + suffix, len(prefix)
         pieces, cursor = [], 0
-        for match in re.finditer(r"\S+", text):
-            if not is_pixel_word(match.group(), self.pixel_word_rule):
+        for start, end, pixels in words:
+            if pixels is None:
                 continue
             # spaces before a word belong to its first token in BPE vocabularies ("Ġword"):
             # the pixel word stands for them; newlines and tabs stay tokens
-            before = full[cursor : start + match.start()].rstrip(" ")
+            before = full[cursor : offset + start].rstrip(" ")
             if before:
                 pieces.append(("text", before))
-            for word in clean_words(match.group()):
-                pieces.extend(("pixel", piece) for piece in self._fit_word(word))
-            cursor = start + match.end()
+            pieces.extend(("pixel", piece) for piece in pixels)
+            cursor = offset + end
         if full[cursor:] or not pieces:
             pieces.append(("text", full[cursor:]))
         return pieces
@@ -229,7 +393,7 @@ class PixelFallbackProcessor:
             example_labels = [-100] * len(ids)
             if targets is not None:
                 target_ids = self.tokenizer(targets[index], add_special_tokens=False)["input_ids"]
-                target_ids = [*target_ids, self.tokenizer.eos_token_id]
+                target_ids = [*target_ids, self.tokenizer.eos_token_id][: self.max_target_length]
                 ids, is_pixel = ids + target_ids, is_pixel + [False] * len(target_ids)
                 example_labels += target_ids
             sequences.append(ids)
@@ -297,7 +461,8 @@ class PixelFallbackProcessor:
 
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory) -> None:
-        """Tokenizer files, renderer config + fonts, and the rule (not a callable's code)."""
+        """Tokenizer files, renderer config + fonts, and the settings (the rule by name: not a
+        callable's code)."""
         if callable(self.pixel_word_rule):
             raise ValueError(
                 "a callable pixel_word_rule cannot be saved; pass it again to "
@@ -306,22 +471,32 @@ class PixelFallbackProcessor:
         os.makedirs(save_directory, exist_ok=True)
         self.tokenizer.save_pretrained(save_directory)
         self.renderer.save_pretrained(save_directory)
-        config = {"processor_class": type(self).__name__, "pixel_word_rule": self.pixel_word_rule}
+        config = {"processor_class": type(self).__name__}
+        config.update({name: getattr(self, name) for name in SAVED_SETTINGS})
         with open(os.path.join(save_directory, FALLBACK_PROCESSOR_CONFIG), "w") as writer:
             json.dump(config, writer, indent=2)
 
     @classmethod
-    def from_pretrained(cls, path, pixel_word_rule=None, **kwargs) -> "PixelFallbackProcessor":
-        """Loads what `save_pretrained` wrote (a local folder or Hub repo)."""
+    def from_pretrained(cls, path, **kwargs) -> "PixelFallbackProcessor":
+        """Loads what `save_pretrained` wrote (a local folder or Hub repo). The saved settings
+        (pixel_word_rule, word_segmenter, max_source_length, max_target_length) can be
+        overridden by keyword; other kwargs go to the tokenizer / file lookups."""
         from transformers.utils import cached_file
 
+        overrides = {name: kwargs.pop(name) for name in SAVED_SETTINGS if name in kwargs}
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         renderer = PixelM4TextRenderer.from_pretrained(path, **kwargs)
         config_file = cached_file(path, FALLBACK_PROCESSOR_CONFIG, **kwargs)
         with open(config_file) as reader:
             config = json.load(reader)
-        rule = pixel_word_rule if pixel_word_rule is not None else config["pixel_word_rule"]
-        return cls(tokenizer, renderer, rule)
+        settings = {name: config[name] for name in SAVED_SETTINGS if name in config}
+        return cls(tokenizer, renderer, **{**settings, **overrides})
 
 
-__all__ = ["PixelFallbackProcessor", "is_pixel_word", "PIXEL_WORD_RULES"]
+__all__ = [
+    "PixelFallbackProcessor",
+    "is_pixel_word",
+    "PIXEL_WORD_RULES",
+    "WORD_SEGMENTERS",
+    "load_word_segmenter",
+]

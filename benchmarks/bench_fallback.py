@@ -2,13 +2,16 @@
 
     python benchmarks/bench_fallback.py
     python benchmarks/bench_fallback.py --tokenizer HuggingFaceTB/SmolLM2-360M-Instruct
+    python benchmarks/bench_fallback.py --tokenizer path/to/tokenizer.json --skip-speed
 
-Compression ratio (the paper's Table 4 measure) = LLM tokens of the source sentences / LLM
-input positions with the fallback (tokens of the words the rule keeps + one per pixel word),
-summed over the shipped parallel sample (examples/data/parallel, 120 sentences per language).
-The default tokenizer is the byte-level BPE trained on the project's English sample only
-(tiny_causal_lm.py, 2,000 entries); pass any tokenizer by name or path for real numbers (the
-paper reports HI 5.1, RU 4.7, TH 8.6 with SmolLM2's tokenizer).
+Compression ratio (the paper's §3.6 measure) = LLM tokens of the source sentences / LLM input
+positions with the fallback (one per pixel word, plus the tokens of words the rule keeps),
+summed over the shipped parallel sample (examples/data/parallel, 120 sentences per language),
+with the processor's defaults (every word as pixels, Thai segmented with PyThaiNLP) unless
+--pixel-word-rule / --word-segmenter say otherwise. The default tokenizer is the byte-level BPE
+trained on the project's English sample only (tiny_causal_lm.py, 2,000 entries); pass a real
+one by Hub id, folder or tokenizer.json file (the paper reports HI 5.1, RU 2.2, TH 5.1 against
+Phi-3-mini's tokenizer, HI 5.1, RU 4.7, TH 8.6 against SmolLM2's).
 
 Speed: greedy generation of exactly --max-new-tokens tokens for the same translation prompts,
 the plain LLM reading the tokenized source vs the adapter reading pixel-word embeddings,
@@ -23,11 +26,15 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from pixel_m4.configuration_pixel_m4 import FALLBACK_PRESETS, PixelFallbackConfig
 from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM
-from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor
+from pixel_m4.processing_pixel_m4 import (
+    DEFAULT_WORD_SEGMENTER,
+    PIXEL_WORD_RULES,
+    PixelFallbackProcessor,
+)
 from pixel_m4.tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
 
 SMOLLM2_360M_SHAPE = dict(
@@ -36,6 +43,24 @@ SMOLLM2_360M_SHAPE = dict(
 )  # fmt: skip
 TEMPLATE = "Translate from {language} to English:\n{{text}}\nEnglish:"
 NAMES = {"hi": "Hindi", "ru": "Russian", "uk": "Ukrainian", "th": "Thai", "zh": "Chinese"}
+
+
+def load_tokenizer(name_or_path: str):
+    """A Hub id, a folder, or a tokenizer.json file. A file takes its special tokens from a
+    tokenizer_config.json beside it if there is one."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        return AutoTokenizer.from_pretrained(name_or_path)
+    if (path.parent / "tokenizer_config.json").is_file() and path.name == "tokenizer.json":
+        return AutoTokenizer.from_pretrained(path.parent)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path))
+    if tokenizer.eos_token is None:
+        # Compression counts never use EOS, but the processor insists on one.
+        special = [token.content for token in tokenizer.added_tokens_decoder.values()]
+        if not special:
+            raise ValueError(f"{path} declares no special tokens: add a tokenizer_config.json")
+        tokenizer.eos_token = special[-1]
+    return tokenizer
 
 
 def load_sources(language: str) -> list[str]:
@@ -116,7 +141,21 @@ def speed_table(model, processor, languages, num_sentences, max_new_tokens, repe
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--tokenizer", help="tokenizer for the compression table (default: the tiny English BPE)"
+        "--tokenizer",
+        help="tokenizer for the compression table: Hub id, folder or tokenizer.json file "
+        "(default: the tiny English BPE)",
+    )
+    parser.add_argument(
+        "--pixel-word-rule",
+        default="all",
+        choices=PIXEL_WORD_RULES,
+        help="which source words go to pixels (default: all, the paper's main setting)",
+    )
+    parser.add_argument(
+        "--word-segmenter",
+        default=DEFAULT_WORD_SEGMENTER,
+        help="word segmenters for scripts without spaces, e.g. thai, thai,chinese, none "
+        f"(default: {DEFAULT_WORD_SEGMENTER})",
     )
     parser.add_argument("--llm", help="causal LM for the speed table (default: the tiny one)")
     parser.add_argument(
@@ -147,8 +186,14 @@ def main():
 
     tiny = tiny_causal_lm_path()
     tokenizer_path = args.tokenizer or tiny
-    processor = PixelFallbackProcessor(AutoTokenizer.from_pretrained(tokenizer_path))
-    print(f"Compression ratio, tokenizer {tokenizer_path} (rule: non-ASCII words -> pixels)")
+    settings = dict(pixel_word_rule=args.pixel_word_rule, word_segmenter=args.word_segmenter)
+    processor = PixelFallbackProcessor(
+        load_tokenizer(tokenizer_path), max_source_length=None, **settings
+    )
+    print(
+        f"Compression ratio, tokenizer {tokenizer_path} (pixel_word_rule={args.pixel_word_rule}, "
+        f"word_segmenter={processor.word_segmenter})"
+    )
     print("| language | sentences | LLM tokens / sentence | with fallback | ratio |")
     print("|---|---|---|---|---|")
     for row in compression_table(processor, languages):
@@ -160,7 +205,7 @@ def main():
         return
 
     llm_path = args.llm or tiny
-    processor = PixelFallbackProcessor(AutoTokenizer.from_pretrained(llm_path))
+    processor = PixelFallbackProcessor(AutoTokenizer.from_pretrained(llm_path), **settings)
     llm = AutoModelForCausalLM.from_pretrained(llm_path)
     if args.smollm2_360m_shape:
         config = llm.config

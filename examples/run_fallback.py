@@ -1,5 +1,7 @@
 """Train a pixel fallback for a causal LM on XX->EN translation (Lotz et al. 2025), two stages.
 
+The paper's setting by default: the whole source goes through the fallback (one pixel word per
+word, Thai split into words with PyThaiNLP), source and target cut at 256 (Table 10).
 Stage 1 trains the fallback encoder (+ projector) with the LLM frozen; stage 2 trains it jointly
 with a DoRA adapter on the LLM's q/k/v/o projections. Both use the paper's schedule: peak LR
 3e-4, 10% linear warm-up, cosine decay to 3e-5. Translations of a held-out split are scored
@@ -36,7 +38,13 @@ from transformers import (
 
 from pixel_m4.configuration_pixel_m4 import FALLBACK_PRESETS, PixelFallbackConfig
 from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM, generate_text
-from pixel_m4.processing_pixel_m4 import PIXEL_WORD_RULES, PixelFallbackProcessor
+from pixel_m4.processing_pixel_m4 import (
+    MAX_SOURCE_LENGTH,
+    MAX_TARGET_LENGTH,
+    PIXEL_WORD_RULES,
+    WORD_SEGMENTERS,
+    PixelFallbackProcessor,
+)
 from pixel_m4.tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
 
 logger = logging.getLogger(__name__)
@@ -71,8 +79,33 @@ class FallbackArguments:
         },
     )
     pixel_word_rule: str = field(
-        default="non_ascii",
-        metadata={"help": f"Which source words go to pixels: one of {PIXEL_WORD_RULES}."},
+        default="all",
+        metadata={
+            "help": f"Which source words go to pixels: one of {PIXEL_WORD_RULES}. 'all' encodes "
+            "the whole source with the fallback (the paper's main setting); 'non_ascii' keeps "
+            "ASCII words as tokens (the paper's mixed-modality variant, §4)."
+        },
+    )
+    word_segmenter: str = field(
+        default="thai",
+        metadata={
+            "help": "Dictionary word segmenters for scripts without spaces, comma-separated: "
+            f"{sorted(WORD_SEGMENTERS)} (thai needs pythainlp, chinese jieba, japanese janome), "
+            "or 'none'. Default: thai, as the paper."
+        },
+    )
+    max_source_length: int = field(
+        default=MAX_SOURCE_LENGTH,
+        metadata={
+            "help": "Most LLM positions of the source (pixel words + tokens); later words are "
+            "dropped. 0: no limit. Paper: 256."
+        },
+    )
+    max_target_length: int = field(
+        default=MAX_TARGET_LENGTH,
+        metadata={
+            "help": "Most target tokens in training (EOS included). 0: no limit. Paper: 256."
+        },
     )
     train_file: str | None = field(
         default=None,
@@ -253,7 +286,13 @@ def main():
     )
     preset = args.fallback_preset or ("default" if args.llm_name_or_path else "test")
     tokenizer = AutoTokenizer.from_pretrained(llm_path)
-    processor = PixelFallbackProcessor(tokenizer, pixel_word_rule=args.pixel_word_rule)
+    processor = PixelFallbackProcessor(
+        tokenizer,
+        pixel_word_rule=args.pixel_word_rule,
+        word_segmenter=args.word_segmenter,
+        max_source_length=args.max_source_length or None,
+        max_target_length=args.max_target_length or None,
+    )
     dtype = torch.bfloat16 if training_args.bf16 else None
     llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
     model = PixelFallbackForCausalLM(PixelFallbackConfig.from_preset(preset), llm)
@@ -296,7 +335,13 @@ def main():
     output = Path(training_args.output_dir)
     model.save_pretrained(output)
     processor.save_pretrained(output)
-    results.update(llm=llm_path, fallback_preset=preset, eval_pairs=len(evaluation))
+    results.update(
+        llm=llm_path,
+        fallback_preset=preset,
+        pixel_word_rule=args.pixel_word_rule,
+        word_segmenter=processor.word_segmenter,
+        eval_pairs=len(evaluation),
+    )
     (output / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

@@ -1,5 +1,6 @@
 """Pixel fallback (Lotz et al. 2025): encoder, processor, LLM adapter, save/load, training script."""
 
+import itertools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from pixel_m4.modeling_pixel_fallback import (
     mean_per_word,
     positions_within_words,
 )
-from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor
+from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor, load_word_segmenter
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 from pixel_m4.tiny_causal_lm import tiny_causal_lm_path
 
@@ -47,7 +48,8 @@ def renderer():
 
 @pytest.fixture(scope="module")
 def processor(tokenizer, renderer):
-    return PixelFallbackProcessor(tokenizer, renderer)
+    """The mixed-modality option (ASCII words stay tokens): exercises the interleaving."""
+    return PixelFallbackProcessor(tokenizer, renderer, pixel_word_rule="non_ascii")
 
 
 def make_model(llm_path, attn="sdpa", seed=0):
@@ -152,15 +154,25 @@ def test_encoder_rejects_bad_shapes(processor):
         PixelFallbackEncoder(PixelFallbackConfig.from_preset("test"))
 
 
-def test_presets_have_paper_sizes():
-    default, small = PixelFallbackConfig(), PixelFallbackConfig.from_preset("small")
-    assert (default.num_hidden_layers, default.hidden_size, default.num_attention_heads) == (
-        4,
-        1536,
-        16,
+@pytest.mark.parametrize("preset, millions", [("default", 92), ("small", 24)])
+def test_presets_have_paper_sizes(preset, millions):
+    """Paper: 92M (4 layers, d=1536, 16 heads) and 24M (4 layers, d=768, 12 heads); counted
+    without pixel_projector, whose size depends on the LLM."""
+    config = PixelFallbackConfig.from_preset(preset, llm_hidden_size=960)
+    layers = (config.num_hidden_layers, config.hidden_size, config.num_attention_heads)
+    assert layers == {"default": (4, 1536, 16), "small": (4, 768, 12)}[preset]
+    with torch.device("meta"):
+        model = PixelFallbackEncoder(config)
+    projector = sum(p.numel() for p in model.pixel_projector.parameters())
+    count = sum(p.numel() for p in model.parameters()) - projector
+    assert abs(count / (millions * 1e6) - 1) < 0.02, count
+    assert (
+        PixelFallbackConfig().intermediate_size
+        == PixelFallbackConfig.from_preset("default").intermediate_size
     )
-    assert default.intermediate_size == 4 * default.hidden_size
-    assert (small.num_hidden_layers, small.hidden_size, small.num_attention_heads) == (4, 768, 12)
+
+
+def test_bad_presets():
     with pytest.raises(ValueError, match="unknown preset"):
         PixelFallbackConfig.from_preset("huge")
     with pytest.raises(ValueError, match="multiple of"):
@@ -215,6 +227,156 @@ def test_pixel_word_rules(tokenizer, renderer):
         PixelFallbackProcessor(tokenizer, PixelM4TextRenderer(render_mode="bigram"))
 
 
+def test_default_routes_whole_source(tokenizer, renderer):
+    """The paper's main setting: every source word is a pixel word, the template stays tokens."""
+    processor = PixelFallbackProcessor(tokenizer, renderer)
+    assert processor.pixel_word_rule == "all"
+    text = "Hello नमस्ते world, OK?"
+    pieces = processor.split_pieces(text, TEMPLATE)
+    assert pieces == [
+        ("text", "Translate from Hindi to English:\n"),
+        *[("pixel", word) for word in text.split()],
+        ("text", "\nEnglish:"),
+    ]
+    batch = processor(text, template=TEMPLATE)
+    assert batch["pixel_word_mask"].sum() == 4
+    assert batch["patch_word_ids"].max() == 3
+
+
+def test_source_truncated_to_max_source_length(tokenizer, renderer):
+    words = [f"w{index}" for index in range(300)]
+    default = PixelFallbackProcessor(tokenizer, renderer)
+    assert default.max_source_length == 256 and default.max_target_length == 256  # paper
+    batch = default(" ".join(words), template=TEMPLATE)
+    assert batch["pixel_word_mask"].sum() == 256
+    pixels = [value for kind, value in default.split_pieces(" ".join(words), TEMPLATE)]
+    assert pixels[1:-1] == words[:256] and pixels[-1] == "\nEnglish:"  # template end kept
+    three = PixelFallbackProcessor(tokenizer, renderer, max_source_length=3)
+    assert three.split_pieces("a b c d e") == [("pixel", word) for word in "abc"]
+    unlimited = PixelFallbackProcessor(tokenizer, renderer, max_source_length=None)
+    assert unlimited(" ".join(words))["pixel_word_mask"].sum() == 300
+    # with ASCII words as tokens, a tokenized word costs its tokens
+    mixed = "नमस्ते world मित्र"
+    cost = 1 + len(tokenizer("world", add_special_tokens=False)["input_ids"])
+    for limit, kept in ((cost, "नमस्ते world"), (cost + 1, mixed), (cost - 1, "नमस्ते")):
+        processor = PixelFallbackProcessor(
+            tokenizer, renderer, "non_ascii", max_source_length=limit
+        )
+        assert processor.split_pieces(mixed) == PixelFallbackProcessor(
+            tokenizer, renderer, "non_ascii"
+        ).split_pieces(kept)
+
+
+def test_target_truncated_to_max_target_length(tokenizer, renderer):
+    target = " I am going home to my family tonight."
+    ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    for limit, expected in ((3, ids[:3]), (len(ids), ids), (None, ids)):
+        processor = PixelFallbackProcessor(tokenizer, renderer, max_target_length=limit)
+        labels = processor("नमस्ते", target=target)["labels"][0]
+        assert labels[labels != -100].tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "settings, error",
+    [
+        (dict(max_source_length=0), ValueError),
+        (dict(max_target_length=-5), ValueError),
+        (dict(max_source_length="256"), TypeError),
+        (dict(max_target_length=True), TypeError),
+        (dict(word_segmenter="klingon"), ValueError),
+        (dict(word_segmenter="chinese,japanese"), ValueError),
+        (dict(word_segmenter=3), TypeError),
+    ],
+)
+def test_bad_processor_settings(tokenizer, renderer, settings, error):
+    with pytest.raises(error, match=next(iter(settings))):
+        PixelFallbackProcessor(tokenizer, renderer, **settings)
+
+
+# ------------------------------------------------------------------------------ segmentation
+THAI = "ฉันดื่มชาหนึ่งถ้วยทุกเช้าก่อนไปทำงาน"  # I drink a cup of tea every morning before work
+
+
+def test_thai_is_segmented_into_words(tokenizer, renderer):
+    processor = PixelFallbackProcessor(tokenizer, renderer)
+    assert processor.word_segmenter == "thai"  # the paper's setting
+    text = f"{THAI} และ OK"
+    spans = processor.word_spans(text)
+    words = [text[start:end] for start, end in spans]
+    assert words[:4] == ["ฉัน", "ดื่ม", "ชา", "หนึ่ง"] and words[-2:] == ["และ", "OK"]
+    assert "".join(words) == text.replace(" ", "")  # spans cover the text, in order
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
+    batch = processor(text, template=TEMPLATE)
+    assert batch["pixel_word_mask"].sum() == len(words)
+    # each pixel word is rendered alone: its patches are exactly its bigrams
+    for index, word in enumerate(words):
+        _, alone = processor.render_words([word])
+        assert (batch["patch_word_ids"] == index).sum() == (alone == 0).sum()
+    whitespace_only = PixelFallbackProcessor(tokenizer, renderer, word_segmenter="none")
+    assert whitespace_only.word_spans(THAI) == [(0, len(THAI))]
+
+
+@pytest.mark.parametrize(
+    "segmenter, text, first_words",
+    [
+        ("chinese", "我每天早上上班前都会喝一杯茶。", ["我", "每天", "早上"]),
+        ("japanese", "私は毎朝仕事の前にお茶を一杯飲みます。", ["私", "は", "毎朝"]),
+    ],
+)
+def test_chinese_and_japanese_segmenters(tokenizer, renderer, segmenter, text, first_words):
+    processor = PixelFallbackProcessor(tokenizer, renderer, word_segmenter=f"thai,{segmenter}")
+    words = [text[start:end] for start, end in processor.word_spans(text)]
+    assert words[:3] == first_words and "".join(words) == text
+    assert processor.word_spans(THAI) == PixelFallbackProcessor(tokenizer, renderer).word_spans(
+        THAI
+    )
+    # off by default: the paper segments Thai only
+    assert PixelFallbackProcessor(tokenizer, renderer).word_spans(text) == [(0, len(text))]
+
+
+def test_missing_segmenter_package_is_a_clear_error(tokenizer, renderer, monkeypatch):
+    load_word_segmenter.cache_clear()
+    monkeypatch.setitem(sys.modules, "pythainlp", None)  # import pythainlp -> ImportError
+    monkeypatch.setitem(sys.modules, "pythainlp.tokenize", None)
+    try:
+        processor = PixelFallbackProcessor(tokenizer, renderer)
+        assert processor("नमस्ते दुनिया")["pixel_word_mask"].sum() == 2  # no Thai: not needed
+        with pytest.raises(ImportError, match=r"pip install pythainlp .*pixel-m4\[thai\]"):
+            processor(THAI)
+        none = PixelFallbackProcessor(tokenizer, renderer, word_segmenter="none")
+        assert none(THAI)["pixel_word_mask"].sum() == 1  # whitespace words, as asked
+    finally:
+        load_word_segmenter.cache_clear()
+
+
+def test_processor_settings_saved(tokenizer, renderer, tmp_path):
+    processor = PixelFallbackProcessor(
+        tokenizer,
+        renderer,
+        "non_ascii",
+        word_segmenter="thai,chinese",
+        max_source_length=100,
+        max_target_length=None,
+    )
+    processor.save_pretrained(tmp_path)
+    loaded = PixelFallbackProcessor.from_pretrained(tmp_path)
+    assert (loaded.pixel_word_rule, loaded.word_segmenter) == ("non_ascii", "thai,chinese")
+    assert (loaded.max_source_length, loaded.max_target_length) == (100, None)
+    text = f"Tea: {THAI} 我每天早上上班前都会喝一杯茶。"
+    assert loaded.split_pieces(text, TEMPLATE) == processor.split_pieces(text, TEMPLATE)
+    overridden = PixelFallbackProcessor.from_pretrained(tmp_path, max_source_length=5)
+    assert (overridden.max_source_length, overridden.word_segmenter) == (5, "thai,chinese")
+    # a folder saved before these settings existed loads with the paper's defaults
+    config_file = tmp_path / "fallback_processor_config.json"
+    config_file.write_text(json.dumps({"pixel_word_rule": "non_ascii"}))
+    old = PixelFallbackProcessor.from_pretrained(tmp_path)
+    assert (old.pixel_word_rule, old.word_segmenter, old.max_source_length) == (
+        "non_ascii",
+        "thai",
+        256,
+    )
+
+
 def test_labels_cover_target_tokens_only(processor, tokenizer):
     batch = processor(MIXED[:2], template=TEMPLATE, target=[" I am going home.", " Hi world"])
     for row, target in enumerate([" I am going home.", " Hi world"]):
@@ -245,7 +407,7 @@ def test_bad_processor_input(processor):
 
 def test_over_long_word_is_split_and_reported(tokenizer, caplog):
     renderer = PixelM4TextRenderer(render_mode="word_bigram", max_seq_length=9)  # 8 word patches
-    processor = PixelFallbackProcessor(tokenizer, renderer)
+    processor = PixelFallbackProcessor(tokenizer, renderer, pixel_word_rule="non_ascii")
     word = "абвгдеёжзийклмнопрс"  # 19 letters: 18 bigrams
     with caplog.at_level(logging.WARNING):
         pieces = [value for kind, value in processor.split_pieces(f"x {word} y") if kind == "pixel"]
@@ -410,8 +572,9 @@ def test_compression_counts(processor, tokenizer):
 # ------------------------------------------------------------------------------ script
 @pytest.mark.slow
 def test_run_fallback_script_end_to_end(llm_path, tmp_path):
-    """Both stages for a few steps, scores written, and the saved adapter (fallback + DoRA)
-    loads with trust_remote_code in a fresh process without the pixel_m4 package."""
+    """The default run (paper setting: whole source as pixels, Thai segmented, 256/256
+    truncation), shortened: both stages for a few steps, scores written, and the saved adapter
+    (fallback + DoRA) loads with trust_remote_code in a fresh process without pixel_m4."""
     output = tmp_path / "run"
     command = [
         sys.executable,
@@ -431,6 +594,9 @@ def test_run_fallback_script_end_to_end(llm_path, tmp_path):
     metrics = json.loads((output / "eval_results.json").read_text())
     for key in ("before_chrf++", "after_stage1_chrf++", "after_chrf++", "after_bleu"):
         assert 0.0 <= metrics[key] <= 100.0
+    assert (metrics["pixel_word_rule"], metrics["word_segmenter"]) == ("all", "thai")
+    saved = json.loads((output / "fallback_processor_config.json").read_text())
+    assert (saved["max_source_length"], saved["max_target_length"]) == (256, 256)
     assert (output / "llm_adapter" / "adapter_model.safetensors").exists()
     assert (output / "fallback_processor_config.json").exists()
     num_saved = sum(t.numel() for t in load_file(output / "model.safetensors").values())
