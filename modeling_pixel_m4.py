@@ -9,6 +9,8 @@ visible ones and lets a small decoder reconstruct the hidden patches (MSE on nor
 Shapes used throughout: B batch, L = num_patches, K kept patches, D hidden size, P patch size.
 """
 
+import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,9 +32,6 @@ from .configuration_pixel_m4 import PixelM4Config
 # ---------------------------------------------------------------------------------------------
 # Pixels <-> patches, positions, masking
 # ---------------------------------------------------------------------------------------------
-
-# Span-masking tries evaluated per row and round (only speed depends on it, not the masks' law).
-ATTEMPTS_PER_ROUND = 16
 
 
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -91,62 +90,44 @@ def span_mask(
     in a row and is topped up with uniformly drawn unmasked patches of its region, as the published
     model's `controlled_masking` does, so every row ends with exactly its budget.
 
-    Rows are drawn together, and each row tries `ATTEMPTS_PER_ROUND` spans against the same mask at
-    once: the first that fits is the one the sequential loop would have kept.
+    The search is sequential per row, so it runs on Python scalars (a `random.Random` seeded from
+    torch's generator, hence reproducible): 1 ms per strip, faster than tensor code (see
+    benchmarks/bench_masking.py).
     """
     if spacing != "span" and (
         isinstance(spacing, bool) or not isinstance(spacing, int) or spacing < 0
     ):
         raise ValueError(f"spacing must be 'span' or an int >= 0, got {spacing!r}")
-    device = attention_mask.device
-    batch, length = attention_mask.shape
-    region = attention_mask.cpu().sum(1).long()[:, None]  # [B, 1]
-    budget = torch.ceil(region.double() * mask_ratio).long()
-    weights = torch.diff(torch.tensor([0.0, *cumulative_weights], dtype=torch.float64))
-    max_span = len(weights)
-    positions = torch.arange(length)
-    tries = torch.arange(ATTEMPTS_PER_ROUND)
-    mask = torch.zeros(batch, length, dtype=torch.bool)
-    masked = torch.zeros(batch, 1, dtype=torch.long)
-    failures = torch.zeros(batch, 1, dtype=torch.long)
-    active = masked < budget
-    while bool(active.any()):
-        shape = (batch, ATTEMPTS_PER_ROUND)
-        span = torch.multinomial(weights, batch * shape[1], True, generator=generator)
-        span = span.view(shape) + 1
-        left = torch.rand(shape, generator=generator, dtype=torch.float64)
-        left = (left * (region - span + 1).clamp(min=1)).long()
-        space = span if spacing == "span" else torch.full_like(span, spacing)
-        before = torch.cat([masked.new_zeros(batch, 1), mask.long().cumsum(1)], 1)
-        new = span - masked_between(before, left, left + span)
-        fits = (
-            (span < region)
-            & (masked_between(before, left - space, left) == 0)
-            & (masked_between(before, left + span, torch.minimum(left + span + space, region)) == 0)
-            & (new > 0)
-            & (new <= (budget - masked).clamp(max=max_span))
-            & (failures + tries < max_attempts)
-        )
-        placed = active[:, 0] & fits.any(1)  # [B]
-        first = fits.long().argmax(1, keepdim=True)  # the first try that fits
-        left, span = left.gather(1, first), span.gather(1, first)
-        inside = (positions >= left) & (positions < left + span)
-        mask |= inside & placed[:, None]
-        masked += new.gather(1, first) * placed[:, None]
-        failures = torch.where(placed[:, None], 0, failures + ATTEMPTS_PER_ROUND)
-        active = (masked < budget) & (failures < max_attempts)
-    short = budget - masked
-    if bool((short > 0).any()):
-        noise = torch.rand(batch, length, generator=generator)
-        noise = noise.masked_fill(mask | (positions >= region), 2.0)
-        mask |= noise.argsort(1).argsort(1) < short
-    return mask.to(device)
-
-
-def masked_between(before: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """Masked patches in [start, end) per row and try; `before` [B, 1+L] counts those before i."""
-    length = before.shape[1] - 1
-    return before.gather(1, end.clamp(0, length)) - before.gather(1, start.clamp(0, length))
+    rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    lengths = range(1, len(cumulative_weights) + 1)
+    mask = torch.zeros(attention_mask.shape, dtype=torch.bool)
+    for row, region in enumerate(attention_mask.sum(1).tolist()):
+        budget = math.ceil(region * mask_ratio)
+        hidden = bytearray(region)
+        masked = failures = 0
+        while masked < budget and failures < max_attempts:
+            span = rng.choices(lengths, cum_weights=cumulative_weights)[0]
+            if span < region:
+                left = rng.randint(0, region - span)
+                space = span if spacing == "span" else spacing
+                new = span - sum(hidden[left : left + span])
+                if (
+                    0 < new <= min(budget - masked, len(lengths))
+                    and not any(hidden[max(0, left - space) : left])
+                    and not any(hidden[left + span : min(left + span + space, region)])
+                ):
+                    hidden[left : left + span] = bytes([1]) * span
+                    masked += new
+                    failures = 0
+                    continue
+            failures += 1
+        if masked < budget:
+            free = [index for index, value in enumerate(hidden) if not value]
+            for index in rng.sample(free, budget - masked):
+                hidden[index] = 1
+        if region:
+            mask[row, :region] = torch.frombuffer(hidden, dtype=torch.uint8).bool()
+    return mask.to(attention_mask.device)
 
 
 def random_mask(
