@@ -64,7 +64,11 @@ def reconstruct(text: str, model, renderer, mask_ratio: float = 0.25, seed: int 
     pixels, attention_mask = inputs["pixel_values"], inputs["attention_mask"]
     generator = torch.Generator().manual_seed(seed)
     patch_mask = span_mask(
-        attention_mask, mask_ratio, model.config.span_cumulative_weights, generator
+        attention_mask,
+        mask_ratio,
+        model.config.span_cumulative_weights,
+        generator,
+        spacing=model.config.span_spacing,
     )
     output = model(pixels, attention_mask, patch_mask=patch_mask)
     filled = model.reconstruct(pixels, output.logits, output.mask)
