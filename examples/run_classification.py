@@ -5,7 +5,8 @@ r"""Fine-tune PIXEL-M4 for text classification (SIB-200 topics; accuracy and mac
         --model_name_or_path <pretrained folder or Hub id> \
         --dataset_name Davlan/sib200 --dataset_config_name hin_Deva
 
-Patches are mean-pooled (--pooling_mode cls / max as alternatives); text pairs through
+As the published head: every patch through Linear + GELU + LayerNorm + dropout, then the mean
+over the text (--pooling_mode max; cls: the pooler, dense + tanh of CLS); text pairs through
 --text_pair_column. Writes the model + renderer to --output_dir (load with
 AutoModelForSequenceClassification.from_pretrained(dir, trust_remote_code=True)) and
 all_results.json.
@@ -121,7 +122,8 @@ class ClassificationArguments:
     pooling_mode: str = field(
         default="mean",
         metadata={
-            "help": "Pool the patches by 'mean' (paper), the 'cls' vector or 'max'.",
+            "help": "'mean' (paper) or 'max' over the projected patches, or 'cls' (the ViT "
+            "pooler on the CLS vector).",
             "choices": ["mean", "cls", "max"],
         },
     )
