@@ -186,6 +186,20 @@ def test_scripts_write_results_and_model_folders(script_outputs, name, metrics):
     assert not list(output_dir.glob("*.bin")) or (output_dir / "training_args.bin").exists()
 
 
+@pytest.mark.slow
+def test_scripts_train_with_the_published_dropout_and_parser(script_outputs):
+    for output_dir, _ in script_outputs.values():
+        config = json.loads((output_dir / "config.json").read_text())
+        assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.1
+        assert config["classifier_dropout"] is None  # the heads use hidden_dropout_prob
+    parser_dir, _ = script_outputs["run_dependency_parsing"]
+    config = json.loads((parser_dir / "config.json").read_text())
+    assert (config["parser_variant"], config["parser_decoding"]) == ("published", "greedy")
+    # the sample treebank has nmod:poss, aux:pass, ...: the published reader keeps "nmod", "aux"
+    relations = set(config["id2label"].values())
+    assert "nmod" in relations and not any(":" in name for name in relations)
+
+
 def test_script_without_validation_split_trains_and_tests(tmp_path, pretrained, monkeypatch):
     zh = ROOT / "examples" / "data" / "ner" / "zh"  # the Chinese sample has no validation split
     results = run_script(
