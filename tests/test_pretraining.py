@@ -305,6 +305,8 @@ def test_save_reconstructions_reports_the_loss_of_its_mask(tmp_path, renderer):
     loss = save_reconstructions(
         model, inputs["pixel_values"], inputs["attention_mask"], mask, ["en"], tmp_path / "x.png"
     )
+    assert model.training  # save_reconstructions evaluates in eval mode and restores the mode
+    model.eval()  # no dropout, as in save_reconstructions
     expected = model(inputs["pixel_values"], inputs["attention_mask"], patch_mask=mask).loss
     assert loss == pytest.approx(float(expected.detach()))
     with pytest.raises(ValueError, match="--reconstruction_steps must be >= 0"):
