@@ -6,7 +6,9 @@ of a G x G grid for its fixed 2-D sin-cos position (G = 23 for 529 patches). The
 pre-LN ViT with a CLS token; pretraining hides 25% of the text patches in spans, encodes only the
 visible ones and lets a small decoder reconstruct the hidden patches (MSE on normalised pixels).
 
-Shapes used throughout: B batch, L = num_patches, K kept patches, D hidden size, P patch size.
+Shapes used throughout: B batch, L patches in the input strip (any 1..num_patches: a batch padded
+to its longest text; patch k keeps position k either way), K kept patches, D hidden size,
+P patch size.
 """
 
 import math
@@ -282,7 +284,9 @@ class PixelM4Embeddings(nn.Module):
         """[B, C, P, P*L] -> [B, 1+L, D], or [B, 1+K, D] with only the patches in `keep` [B, K]."""
         dtype = self.patch_embeddings.weight.dtype
         patches = self.patch_embeddings(pixel_values.to(dtype)).flatten(2).transpose(1, 2)
-        patches = patches + self.position_embeddings[:, 1:]
+        # A strip shorter than num_patches takes the first positions, as the published model's
+        # PIXELEmbeddings.forward does (position_embeddings[:, 1 : 1 + L]).
+        patches = patches + self.position_embeddings[:, 1 : 1 + patches.shape[1]]
         if keep is not None:
             patches = patches.gather(1, keep[..., None].expand(-1, -1, patches.shape[-1]))
         cls = (self.cls_token + self.position_embeddings[:, :1]).expand(patches.shape[0], -1, -1)
@@ -331,7 +335,10 @@ class PixelM4Decoder(nn.Module):
         )
         patches = torch.cat([hidden[:, 1:], mask_tokens], dim=1)
         patches = patches.gather(1, restore[..., None].expand(-1, -1, hidden.shape[-1]))
-        hidden = torch.cat([hidden[:, :1], patches], dim=1) + self.decoder_pos_embed
+        # Sliced like the encoder's, as the published PIXELDecoder.forward does.
+        hidden = (
+            torch.cat([hidden[:, :1], patches], dim=1) + self.decoder_pos_embed[:, : 1 + length]
+        )
 
         with_cls = torch.cat([attention_mask.new_ones(batch, 1), attention_mask], dim=1)
         mask = create_bidirectional_mask(
@@ -473,8 +480,9 @@ class PixelM4Model(PixelM4PreTrainedModel):
     ) -> torch.Tensor:
         """Sentence embeddings: hidden states mean-pooled over the attended patches (CLS excluded).
 
-        Give `texts` + `renderer` (a `PixelM4TextRenderer`; rendered batch by batch) or rendered
-        `pixel_values` [N, C, P, P*L] (+ `attention_mask` [N, L]). `layers` index `hidden_states`:
+        Give `texts` + `renderer` (a `PixelM4TextRenderer`; rendered batch by batch, padded to
+        the batch's longest text) or rendered `pixel_values` [N, C, P, P*L] (+ `attention_mask`
+        [N, L]; each batch is cut after its longest text). `layers` index `hidden_states`:
         0 = patch embeddings, i = output of block i (before the final LayerNorm), -1 = last block.
         Returns float32 [N, D] for one layer, [N, len(layers), D] for a list; L2-normalised per
         vector if `normalize`.
@@ -498,13 +506,19 @@ class PixelM4Model(PixelM4PreTrainedModel):
             range(0, total, batch_size), desc="embedding", unit="batch", disable=not show_progress
         ):
             if texts is not None:
-                inputs = renderer(texts[start : start + batch_size], return_tensors="pt")
+                inputs = renderer(
+                    texts[start : start + batch_size], return_tensors="pt", padding="longest"
+                )
                 batch_pixels, batch_mask = inputs["pixel_values"], inputs["attention_mask"]
             else:
                 batch_pixels = pixel_values[start : start + batch_size]
                 batch_mask = (
                     None if attention_mask is None else attention_mask[start : start + batch_size]
                 )
+                if batch_mask is not None:
+                    batch_pixels, batch_mask = trim_to_longest(
+                        batch_pixels, batch_mask, self.config.patch_size
+                    )
             output = self(
                 batch_pixels.to(self.device),
                 None if batch_mask is None else batch_mask.to(self.device),
@@ -625,12 +639,18 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
 
 
 def check_inputs(config: PixelM4Config, pixel_values, attention_mask) -> torch.Tensor:
-    """Validate model inputs with errors a user can act on; returns the [B, L] attention mask."""
-    expected = (config.num_channels, *config.image_size)
+    """Validate model inputs with errors a user can act on; returns the [B, L] attention mask.
+
+    The strip may be narrower than the model's (a batch padded to its longest text): any whole
+    number of patches from 1 to num_patches."""
+    patch, channels = config.patch_size, config.num_channels
+    max_width = config.image_size[1]
     if (
         not isinstance(pixel_values, torch.Tensor)
         or pixel_values.dim() != 4
-        or tuple(pixel_values.shape[1:]) != expected
+        or tuple(pixel_values.shape[1:3]) != (channels, patch)
+        or not 0 < pixel_values.shape[3] <= max_width
+        or pixel_values.shape[3] % patch
     ):
         got = (
             tuple(pixel_values.shape)
@@ -638,17 +658,28 @@ def check_inputs(config: PixelM4Config, pixel_values, attention_mask) -> torch.T
             else type(pixel_values).__name__
         )
         raise ValueError(
-            f"pixel_values must be a tensor of shape (batch, {', '.join(map(str, expected))}), got {got}; "
+            f"pixel_values must be a tensor of shape (batch, {channels}, {patch}, width) with width "
+            f"a multiple of {patch} up to {max_width} ({config.num_patches} patches), got {got}; "
             "render text with PixelM4TextRenderer (AutoProcessor) to get model inputs"
         )
-    batch, length = pixel_values.shape[0], config.num_patches
+    batch, length = pixel_values.shape[0], pixel_values.shape[3] // patch
     if attention_mask is None:
         return torch.ones(batch, length, dtype=torch.long, device=pixel_values.device)
     if tuple(attention_mask.shape) != (batch, length):
         raise ValueError(
-            f"attention_mask must have shape ({batch}, {length}) (batch, num_patches), got {tuple(attention_mask.shape)}"
+            f"attention_mask must have shape ({batch}, {length}) (batch, patches in pixel_values), "
+            f"got {tuple(attention_mask.shape)}"
         )
     return attention_mask.long()
+
+
+def trim_to_longest(
+    pixel_values: torch.Tensor, attention_mask: torch.Tensor, patch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut a batch of strips after the last patch any of them attends to: the same outputs for
+    every attended patch, with less padding to compute on (at least one patch is kept)."""
+    length = max(int(attention_mask.sum(1).max()), 1)
+    return pixel_values[..., : length * patch_size], attention_mask[:, :length]
 
 
 PixelM4Model.register_for_auto_class("AutoModel")
@@ -664,6 +695,7 @@ PixelM4ForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 
 
 def check_word_spans(word_spans: torch.Tensor, batch: int, num_patches: int) -> torch.Tensor:
+    """`num_patches`: patches in the input strip (spans index into it)."""
     if not isinstance(word_spans, torch.Tensor) or word_spans.dim() != 3:
         raise ValueError(
             "word_spans must be a tensor of shape (batch, num_words, 2) holding each word's "
@@ -834,7 +866,9 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> PixelM4TaskOutput:
-        word_spans = check_word_spans(word_spans, pixel_values.shape[0], self.config.num_patches)
+        word_spans = check_word_spans(
+            word_spans, pixel_values.shape[0], pixel_values.shape[-1] // self.config.patch_size
+        )
         encoded = self.vit(pixel_values, attention_mask, return_dict=True, **kwargs)
         words = word_vectors(encoded.last_hidden_state, word_spans, self.config.word_pooling)
         logits = self.classifier(self.dropout(words))  # [B, W, num_labels]
@@ -941,7 +975,9 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
         rel_labels: torch.Tensor | None = None,
         **kwargs,
     ) -> PixelM4ParsingOutput:
-        word_spans = check_word_spans(word_spans, pixel_values.shape[0], self.config.num_patches)
+        word_spans = check_word_spans(
+            word_spans, pixel_values.shape[0], pixel_values.shape[-1] // self.config.patch_size
+        )
         encoded = self.vit(pixel_values, attention_mask, return_dict=True, **kwargs)
         hidden = encoded.last_hidden_state
         word_mask = word_spans[..., 1] > word_spans[..., 0]  # [B, W]
@@ -1018,6 +1054,7 @@ __all__ = [
     "patchify",
     "unpatchify",
     "pool_patches",
+    "trim_to_longest",
     "mean_pooled_layers",
     "sincos_position_embedding",
     "span_mask",

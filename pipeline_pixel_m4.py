@@ -20,7 +20,7 @@ every model in the process. Locally, build it directly:
 import torch
 from transformers import Pipeline
 
-from .modeling_pixel_m4 import check_layers, mean_pooled_layers
+from .modeling_pixel_m4 import check_layers, mean_pooled_layers, trim_to_longest
 
 PIPELINE_TASK = "feature-extraction"
 
@@ -62,7 +62,12 @@ class PixelM4FeatureExtractionPipeline(Pipeline):
 
     def _forward(self, model_inputs, layers=(-1,)):
         encoder = getattr(self.model, "vit", self.model)  # PixelM4Model, or a model holding one
-        output = encoder(**model_inputs, output_hidden_states=True)
+        # preprocess renders full strips (transformers' batching concatenates pixel_values as
+        # they are); the batch is cut after its longest text here, the same outputs for less work
+        pixel_values, attention_mask = trim_to_longest(
+            model_inputs["pixel_values"], model_inputs["attention_mask"], encoder.config.patch_size
+        )
+        output = encoder(pixel_values, attention_mask, output_hidden_states=True, return_dict=True)
         return {"embeddings": mean_pooled_layers(output, layers)}  # [B, len(layers), D]
 
     def postprocess(self, model_outputs, normalize=True, return_tensors=False, single_layer=True):

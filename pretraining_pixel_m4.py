@@ -372,7 +372,11 @@ class RenderingCollator:
     renderer: PixelM4TextRenderer
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        batch = self.renderer([example["text"] for example in examples], return_tensors="pt")
+        # Full strips: pretraining packs text up to the strip's end (the published recipe), so
+        # there is little padding to save and every step keeps the same shape.
+        batch = self.renderer(
+            [example["text"] for example in examples], return_tensors="pt", padding="max_length"
+        )
         return {"pixel_values": batch["pixel_values"], "attention_mask": batch["attention_mask"]}
 
 

@@ -36,13 +36,15 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
+import string
 import sys
 import threading
 import unicodedata
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,18 @@ RENDER_MODES = ("bigram", "continuous", "word_bigram")
 _DEFAULT_FONT_SIZE = {"bigram": 8, "continuous": 8, "word_bigram": 10}
 _DEFAULT_PIXELS_PER_PATCH = {"bigram": 16, "continuous": 16, "word_bigram": 24}
 _CONTINUOUS_MARGIN = 2  # px of white before and after a continuous text (original PIXEL)
-_CJK_FAMILY = "Noto Sans CJK SC"  # preferred face of the CJK collection (Chinese)
+CJK_FACES = ("JP", "KR", "SC", "TC", "HK")  # faces of the Noto Sans CJK collection
+# Settings that change pixels and were added after the first release: a saved config without
+# one of these keys was rendered with the value given here (hinting off, the SC face
+# preferred, no right-to-left mirroring, continuous text re-spaced), so old folders keep
+# rendering as they were saved.
+_SETTINGS_BEFORE_SAVED = {
+    "hint_style": "none",
+    "hint_metrics": False,
+    "cjk_face": "SC",
+    "mirror_rtl": False,
+    "keep_spaces": False,
+}
 _KEPT_FORMAT_CHARS = {"\u200c", "\u200d"}  # ZWNJ / ZWJ shape Indic and Arabic text
 _WHITE = np.float32(255)  # uint8 pixel / _WHITE -> float32 in [0, 1]
 
@@ -141,8 +154,9 @@ void g_object_unref(gpointer object);
 """
 _CAIRO_FORMAT_A8 = 2
 _CAIRO_ANTIALIAS_GRAY = 2
-_CAIRO_HINT_STYLE_NONE = 1
-_CAIRO_HINT_METRICS_OFF = 1
+# cairo_hint_style_t / cairo_hint_metrics_t values
+HINT_STYLES = {"none": 1, "slight": 2, "medium": 3, "full": 4}
+_CAIRO_HINT_METRICS = {False: 1, True: 2}
 _CAIRO_FONT_TYPE_FT = 1
 _PANGO_DIRECTION_WEAK_LTR = 4
 _PANGO_SCALE = 1024
@@ -222,7 +236,9 @@ if hasattr(os, "register_at_fork"):
 class _FontSetup:
     """A private fontconfig config with only our files, a PangoCairo font map and context."""
 
-    def __init__(self, font_files: list[str], description: str):
+    def __init__(
+        self, font_files: list[str], description: str, hint_style: str, hint_metrics: bool
+    ):
         native = _get_native()
         ffi, fontconfig = native.ffi, native.fontconfig
         self.native = native
@@ -237,8 +253,8 @@ class _FontSetup:
         context = native.pango.pango_font_map_create_context(font_map)
         options = native.cairo.cairo_font_options_create()
         native.cairo.cairo_font_options_set_antialias(options, _CAIRO_ANTIALIAS_GRAY)
-        native.cairo.cairo_font_options_set_hint_style(options, _CAIRO_HINT_STYLE_NONE)
-        native.cairo.cairo_font_options_set_hint_metrics(options, _CAIRO_HINT_METRICS_OFF)
+        native.cairo.cairo_font_options_set_hint_style(options, HINT_STYLES[hint_style])
+        native.cairo.cairo_font_options_set_hint_metrics(options, _CAIRO_HINT_METRICS[hint_metrics])
         native.pangocairo.pango_cairo_context_set_font_options(context, options)
         native.cairo.cairo_font_options_destroy(options)
         # 72 dpi: one point is one pixel, so the "<size>px" description means device pixels.
@@ -286,13 +302,15 @@ class _FontSetup:
         self.native.gobject.g_object_unref(layout)
 
 
-def _font_setup(font_files: list[str], description: str, key: str) -> _FontSetup:
+def _font_setup(
+    font_files: list[str], description: str, hint_style: str, hint_metrics: bool, key: str
+) -> _FontSetup:
     global _font_setups, _font_setups_pid
     if _font_setups_pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C)
         _forget_parent_state()
     setup = _font_setups.get(key)
     if setup is None:
-        setup = _font_setups[key] = _FontSetup(font_files, description)
+        setup = _font_setups[key] = _FontSetup(font_files, description, hint_style, hint_metrics)
     return setup
 
 
@@ -412,18 +430,39 @@ def _font_families(path: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Text clean-up and segmentation
 # --------------------------------------------------------------------------------------------
-def clean_words(text: str) -> list[str]:
-    """Whitespace-split words after dropping control/format characters (not ZWJ/ZWNJ)."""
-    if text.isprintable():  # fast path: no Cc/Cf characters (isprintable is False for them)
-        return text.split()
+def clean_text(text: str) -> str:
+    """`text` without control/format characters (not ZWJ/ZWNJ); whitespace controls (newline,
+    tab, ...) and line/paragraph separators become spaces, so a layout is always one line."""
+    if text.isprintable():  # fast path: no Cc/Cf/Z* characters except " "
+        return text
     kept = []
     for char in text:
-        if unicodedata.category(char) in ("Cc", "Cf") and char not in _KEPT_FORMAT_CHARS:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cf", "Zl", "Zp") and char not in _KEPT_FORMAT_CHARS:
             if char.isspace():  # newline, tab, ...: still separate words
                 kept.append(" ")
             continue
         kept.append(char)
-    return "".join(kept).split()
+    return "".join(kept)
+
+
+def clean_words(text: str) -> list[str]:
+    """Whitespace-split words after dropping control/format characters (not ZWJ/ZWNJ)."""
+    return clean_text(text).split()
+
+
+_RTL_IGNORED = str.maketrans("", "", string.whitespace + string.punctuation + string.digits)
+
+
+def is_rtl(text: str) -> bool:
+    """The published renderers' right-to-left test (`PangoCairoTextRenderer.is_rtl`): after
+    dropping whitespace, ASCII punctuation and digits, at least two of the first, middle and
+    last characters are strong right-to-left (bidi class R or AL)."""
+    text = text.translate(_RTL_IGNORED)
+    if not text:
+        return False
+    votes = (text[0], text[len(text) // 2], text[-1])
+    return sum(unicodedata.bidirectional(char) in ("R", "AL") for char in votes) >= 2
 
 
 def _units(word: str, group_graphemes: bool) -> list[str]:
@@ -435,13 +474,24 @@ def _units(word: str, group_graphemes: bool) -> list[str]:
     return list(word)
 
 
-def _word_pairs(word: str, mode: str, group_graphemes: bool) -> list[tuple[str, ...]]:
+def _word_pairs(
+    word: str, mode: str, group_graphemes: bool, mirrored: bool = False
+) -> list[tuple[str, ...]]:
+    """The units of a word, pair by pair, in drawing order (left to right).
+
+    `mirrored` (right-to-left text in bigram mode): the pairs are cut from the word's start as
+    usual, then drawn in reverse order with each pair's units swapped, so the word reads
+    right to left (`string_to_ngrams(..., rtl=True)` in the published PIXEL-M4 renderer).
+    """
     units = _units(word, group_graphemes)
     if mode == "word_bigram":
         if len(units) == 1:
             return [tuple(units)]
         return [tuple(units[i : i + 2]) for i in range(len(units) - 1)]
-    return [tuple(units[i : i + 2]) for i in range(0, len(units), 2)]
+    pairs = [tuple(units[i : i + 2]) for i in range(0, len(units), 2)]
+    if mirrored:
+        return [pair[::-1] for pair in reversed(pairs)]
+    return pairs
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,6 +664,18 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         max_seq_length: patches per strip, the end patch included.
         group_graphemes: pair grapheme clusters instead of code points (bigram, word_bigram);
             keeps Devanagari conjuncts and Thai vowels whole. Off: reproduces the checkpoints.
+        hint_style: glyph hinting, "slight" (fontconfig's default, which the published
+            renderers inherit), "none", "medium" or "full".
+        hint_metrics: round glyph metrics to whole pixels (True: what the published renderers
+            get from their cairo image surface).
+        cjk_face: None draws Han with the face fontconfig's fallback picks from the CJK
+            collection ("Noto Sans CJK JP", as the published renderers), or one of
+            `CJK_FACES` ("SC" for Simplified Chinese glyph shapes) to prefer that face.
+        mirror_rtl: bigram mode draws right-to-left text (see `is_rtl`) as the published
+            PIXEL-M4 renderer: pairs mirrored, and a text's words in reverse order (a word list
+            given with `is_split_into_words=True` keeps its order). False: left to right.
+        keep_spaces: continuous mode draws the text as written, leading, trailing and
+            repeated spaces included (original PIXEL); False joins its words by single spaces.
         cache_size: entries of the process-wide LRU of rendered pairs (bigram, word_bigram);
             0 draws every unit straight onto the strip (slow; the reference the caches are
             tested against byte for byte) and turns the word cache off too.
@@ -622,7 +684,10 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             word from its cached pairs. About 2.6 KB per word (a pair: 1 KB).
 
     Text pairs: text, one black separator patch, text_pair, the black end patch. Truncation
-    drops whole words from the end of the sequence (text_pair's first) until the strip fits.
+    drops whole words from the end of the sequence (text_pair's first) until the strip fits
+    (mirrored right-to-left text: from its start, as the published renderer).
+    Settings missing from a saved config mean the values folders were saved with before they
+    existed (`_SETTINGS_BEFORE_SAVED`), so old folders render as before.
     A wide pair (two CJK characters at 8 pt) spans two patches, in word_bigram mode too.
     """
 
@@ -637,6 +702,11 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         pixels_per_patch: int | None = None,
         max_seq_length: int = 529,
         group_graphemes: bool = False,
+        hint_style: str = "slight",
+        hint_metrics: bool = True,
+        cjk_face: str | None = None,
+        mirror_rtl: bool = True,
+        keep_spaces: bool = True,
         cache_size: int = 65536,
         word_cache_size: int = 16384,
         **kwargs,
@@ -658,6 +728,15 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         )
         self.max_seq_length = _positive_int("max_seq_length", max_seq_length)
         self.group_graphemes = bool(group_graphemes)
+        if hint_style not in HINT_STYLES:
+            raise ValueError(f"hint_style must be one of {tuple(HINT_STYLES)}, got {hint_style!r}")
+        self.hint_style = hint_style
+        self.hint_metrics = _flag("hint_metrics", hint_metrics)
+        if cjk_face is not None and cjk_face not in CJK_FACES:
+            raise ValueError(f"cjk_face must be None or one of {CJK_FACES}, got {cjk_face!r}")
+        self.cjk_face = cjk_face
+        self.mirror_rtl = _flag("mirror_rtl", mirror_rtl)
+        self.keep_spaces = _flag("keep_spaces", keep_spaces)
         self.cache_size = _non_negative_int("cache_size", cache_size)
         self.word_cache_size = _non_negative_int("word_cache_size", word_cache_size)
         self.font_file = _resolve_font_files(font_file)
@@ -667,6 +746,8 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             self.font_file,
             description=self._description,
             pixels_per_patch=self.pixels_per_patch,
+            hint_style=self.hint_style,
+            hint_metrics=self.hint_metrics,
         )
         # a word's rendering also depends on how it is cut into pairs
         self._word_key = (self._setup_key, self.render_mode, self.group_graphemes)
@@ -686,15 +767,19 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             names = _font_families(path)
             if not names:
                 raise ValueError(f"fontconfig cannot read the font file {path!r}")
+            preferred = f"Noto Sans CJK {self.cjk_face}"
             if not families:
                 families.append(names[0])
-            elif _CJK_FAMILY in names and _CJK_FAMILY not in families:
-                # The CJK collection holds JP/KR/SC/TC/HK faces; prefer the Chinese one.
-                families.append(_CJK_FAMILY)
+            elif self.cjk_face and preferred in names and preferred not in families:
+                # The CJK collection holds JP/KR/SC/TC/HK faces; fontconfig's fallback (what the
+                # published renderers get) draws Han with JP, the first face; cjk_face picks one.
+                families.append(preferred)
         return ",".join(families)
 
     def _setup(self) -> _FontSetup:
-        return _font_setup(self.font_file, self._description, self._setup_key)
+        return _font_setup(
+            self.font_file, self._description, self.hint_style, self.hint_metrics, self._setup_key
+        )
 
     def to_dict(self) -> dict:
         output = {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
@@ -732,6 +817,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         }
         config, _ = cls.get_image_processor_dict(pretrained_model_name_or_path, **hub_kwargs)
         config = {key: value for key, value in config.items() if key != "auto_map"}
+        config = {**_SETTINGS_BEFORE_SAVED, **config}
         names = config.get("font_file")
         if names is not None:
             names = [names] if isinstance(names, str) else names
@@ -747,32 +833,67 @@ class PixelM4TextRenderer(ImageProcessingMixin):
     @classmethod
     def from_dict(cls, image_processor_dict, **kwargs):
         return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
-        renderer = cls(**{**image_processor_dict, **kwargs})
+        renderer = cls(**{**_SETTINGS_BEFORE_SAVED, **image_processor_dict, **kwargs})
         return (renderer, {}) if return_unused_kwargs else renderer
 
     # ----------------------------------------------------------------------------- API
     def __call__(
-        self, text, text_pair=None, return_tensors=None, return_word_spans=False, **kwargs
+        self,
+        text,
+        text_pair=None,
+        return_tensors=None,
+        return_word_spans=False,
+        is_split_into_words=False,
+        padding="max_length",
+        pad_to_multiple_of=None,
+        **kwargs,
     ) -> BatchFeature:
+        """Render a text or a batch of texts (with optional pairs) to model inputs.
+
+        `padding="max_length"` (default, what the checkpoints were trained on) makes every strip
+        max_seq_length patches wide; `"longest"` (or True) pads only to the batch's longest
+        text, rounded up to a multiple of `pad_to_multiple_of` patches (capped at
+        max_seq_length). Truncation is the same either way: at max_seq_length.
+        """
         if return_tensors not in (None, "np", "pt"):
             raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
+        if padding is True:
+            padding = "longest"
+        if padding not in ("max_length", "longest"):
+            raise ValueError(f"padding must be 'max_length' or 'longest' (True), got {padding!r}")
+        if pad_to_multiple_of is not None:
+            _positive_int("pad_to_multiple_of", pad_to_multiple_of)
         if kwargs:
             logger.warning("PixelM4TextRenderer ignores the arguments %s", sorted(kwargs))
-        texts, pairs = _as_batch(text, text_pair)
-        patch, length = self.pixels_per_patch, self.max_seq_length
+        texts, pairs = _as_batch(text, text_pair, is_split_into_words)
+        patch = self.pixels_per_patch
+        examples = (
+            self.render(one, pair, is_split_into_words)
+            for one, pair in zip(texts, pairs, strict=True)
+        )
+        if padding == "max_length":
+            length = self.max_seq_length  # known: strips are copied in as they are rendered
+        else:  # the width needs every text first: keep only their attended patches meanwhile
+            examples = [
+                replace(e, pixels=e.pixels[:, : patch * e.num_patches].copy()) for e in examples
+            ]
+            length = self.padded_length([e.num_patches for e in examples], pad_to_multiple_of)
         # filled in place, one example at a time: memory is the output plus one strip
-        pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
-        num_patches, overflow, missing, spans, counts = [], [], [], [], []
-        for index, (one, pair) in enumerate(zip(texts, pairs, strict=True)):
-            example = self.render(one, pair)
-            np.divide(example.pixels, _WHITE, out=pixel_values[index, 0], dtype=np.float32)
+        pixel_values = np.ones((len(texts), 3, patch, patch * length), dtype=np.float32)
+        kept = []
+        for index, example in enumerate(examples):
+            strip = example.pixels[:, : patch * length]  # after the text there is only white
+            np.divide(
+                strip, _WHITE, out=pixel_values[index, 0, :, : strip.shape[1]], dtype=np.float32
+            )
             pixel_values[index, 1:] = pixel_values[index, 0]
-            num_patches.append(example.num_patches)
-            overflow.append(example.overflow)
-            missing.append(example.missing_glyphs)
-            spans.append(example.word_patch_spans)
-            counts.append(example.word_patch_counts)
-        num_patches = np.array(num_patches, dtype=np.int64)
+            kept.append(replace(example, pixels=None))
+        examples = kept
+        num_patches = np.array([example.num_patches for example in examples], dtype=np.int64)
+        overflow = [example.overflow for example in examples]
+        missing = [example.missing_glyphs for example in examples]
+        spans = [example.word_patch_spans for example in examples]
+        counts = [example.word_patch_counts for example in examples]
         data = {
             "pixel_values": pixel_values,
             "attention_mask": (np.arange(length)[None, :] < num_patches[:, None]).astype(np.int64),
@@ -788,24 +909,52 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 batch["word_patch_counts"] = counts
         return batch
 
-    def render(self, text, text_pair=None) -> RenderedText:
-        """Renders one example (a text, optionally with a second text) to a numpy strip."""
-        words = clean_words(_check_text("text", text))
-        pair_words = None if text_pair is None else clean_words(_check_text("text_pair", text_pair))
-        if pair_words is not None and self.max_seq_length < 2:
+    def padded_length(self, num_patches: list[int], pad_to_multiple_of: int | None) -> int:
+        """padding="longest": strip width in patches for texts of `num_patches` patches each."""
+        length = max(num_patches, default=1)
+        if pad_to_multiple_of is not None:
+            length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+        return min(length, self.max_seq_length)
+
+    def render(self, text, text_pair=None, is_split_into_words: bool = False) -> RenderedText:
+        """Renders one example (a text, optionally with a second text) to a numpy strip.
+
+        `is_split_into_words=True`: `text` (and `text_pair`) are lists of words (the tokens of
+        token classification and parsing). They are drawn as " ".join(words); in bigram mode,
+        right-to-left words keep their order (only their pairs are mirrored), as the published
+        renderer does for word lists.
+        """
+        texts = [_check_input("text", text, is_split_into_words)]
+        if text_pair is not None:
+            texts.append(_check_input("text_pair", text_pair, is_split_into_words))
+        if len(texts) == 2 and self.max_seq_length < 2:
             raise ValueError(
                 "max_seq_length must be >= 2 to render a text pair (separator + end patch), "
                 f"got {self.max_seq_length}"
             )
-        segments = [words] if pair_words is None else [words, pair_words]
+        texts = [clean_text(one) for one in texts]
         if self.render_mode == "continuous":
-            rendered = self._render_continuous(segments)
-        else:
-            rendered = self._render_pairs(segments)
-        return rendered
+            if not self.keep_spaces:
+                texts = [" ".join(one.split()) for one in texts]
+            return self._render_continuous(texts)
+        segments = [one.split() for one in texts]
+        # Right-to-left (published PIXEL-M4 renderer, `_render_text_to_surface` /
+        # `_render_as_list_text_to_surface` / `_render_text_pair_to_surface`): a text (a pair:
+        # both texts) that `is_rtl` is drawn with mirrored pairs, and, unless it is a word list,
+        # with its words in reverse order.
+        mirrored = (
+            self.mirror_rtl
+            and self.render_mode == "bigram"
+            and all(is_rtl(" ".join(words)) for words in segments)
+        )
+        return self._render_pairs(
+            segments, mirrored, reverse_words=mirrored and not is_split_into_words
+        )
 
     # ----------------------------------------------------------------------------- bigrams
-    def _render_pairs(self, segments: list[list[str]]) -> RenderedText:
+    def _render_pairs(
+        self, segments: list[list[str]], mirrored: bool = False, reverse_words: bool = False
+    ) -> RenderedText:
         patch = self.pixels_per_patch
         # the end patch and a pair's separator are reserved
         strip = _Strip(budget=self.max_seq_length - len(segments))
@@ -814,7 +963,10 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             if self.cache_size:
                 alpha = np.zeros((patch, patch * self.max_seq_length), dtype=np.uint8)
                 self._place_segments(
-                    segments, strip, lambda word: self._place_word(setup, word, strip, alpha)
+                    segments,
+                    strip,
+                    lambda word: self._place_word(setup, word, mirrored, strip, alpha),
+                    reverse_words,
                 )
             else:
                 canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
@@ -822,7 +974,8 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                     self._place_segments(
                         segments,
                         strip,
-                        lambda word: self._draw_word_on_strip(setup, word, strip, canvas),
+                        lambda word: self._draw_word_on_strip(setup, word, mirrored, strip, canvas),
+                        reverse_words,
                     )
                     alpha = canvas.alpha()
                 finally:
@@ -830,14 +983,22 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         return self._finish(alpha, strip, sum(len(words) for words in segments))
 
     @staticmethod
-    def _place_segments(segments, strip: _Strip, place_word):
-        """Places words left to right; `place_word(word)` is False if the word does not fit."""
+    def _place_segments(segments, strip: _Strip, place_word, reverse_words: bool = False):
+        """Places words left to right; `place_word(word)` is False if the word does not fit.
+
+        `reverse_words`: each text's words are placed last word first (right-to-left text);
+        their spans are still listed in text order. Truncation then drops words from the start
+        of the text, as in the published renderer (it reverses the words before truncating).
+        """
         words_left = sum(len(words) for words in segments)
         for index, words in enumerate(segments):
             if index == 1:  # separator between text and text_pair, placed even after overflow
                 strip.black.append(strip.cursor)
                 strip.cursor += 1
                 strip.budget += 1  # its patch was reserved in the budget
+            first_span = len(strip.spans)
+            if reverse_words:
+                words = words[::-1]
             for word in words:
                 if strip.overflow:
                     break
@@ -848,10 +1009,14 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 strip.spans.append((start, strip.cursor))
                 strip.counts.append(strip.cursor - start)
                 words_left -= 1
+            if reverse_words:
+                strip.spans[first_span:] = strip.spans[first_span:][::-1]
 
-    def _draw_word_on_strip(self, setup, word: str, strip: _Strip, canvas: _Canvas) -> bool:
+    def _draw_word_on_strip(
+        self, setup, word: str, mirrored: bool, strip: _Strip, canvas: _Canvas
+    ) -> bool:
         """The reference path: every unit shaped with its own layout and drawn on the strip."""
-        pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
+        pairs = _word_pairs(word, self.render_mode, self.group_graphemes, mirrored)
         measured = [self._measure_pair(setup, pair) for pair in pairs]
         try:
             if strip.cursor + sum(num_patches for _, num_patches, _ in measured) > strip.budget:
@@ -866,9 +1031,11 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             for layouts, _, _ in measured:
                 self._free_layouts(setup, layouts)
 
-    def _place_word(self, setup, word: str, strip: _Strip, alpha: np.ndarray) -> bool:
+    def _place_word(
+        self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
+    ) -> bool:
         """The cached path: composites the word's coverage at the cursor (see "The caches")."""
-        word_ink = self._word_ink(setup, word)
+        word_ink = self._word_ink(setup, word, mirrored)
         if strip.cursor + word_ink.num_patches > strip.budget:
             return False
         origin = strip.cursor * self.pixels_per_patch
@@ -880,7 +1047,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
                 start, stop = max(x, 0), min(x + width, alpha.shape[1])
                 alpha[:, start:stop] = self._draw_word_over(
-                    setup, word, alpha[:, start:stop], origin - start
+                    setup, word, mirrored, alpha[:, start:stop], origin - start
                 )
             else:
                 _over_into(alpha, ink.alpha, x)
@@ -909,12 +1076,14 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         finally:
             canvas.close()
 
-    def _draw_word_over(self, setup, word: str, background: np.ndarray, origin: int):
+    def _draw_word_over(
+        self, setup, word: str, mirrored: bool, background: np.ndarray, origin: int
+    ):
         """Cairo draws the word's units onto a copy of `background`, the word at `origin`."""
         measured = []
         try:
             placed = []
-            for pair in _word_pairs(word, self.render_mode, self.group_graphemes):
+            for pair in _word_pairs(word, self.render_mode, self.group_graphemes, mirrored):
                 measured.append(self._measure_pair(setup, pair))
                 layouts, num_patches, _ = measured[-1]
                 placed += self._placements(layouts, origin)
@@ -924,13 +1093,13 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             for layouts, _, _ in measured:
                 self._free_layouts(setup, layouts)
 
-    def _word_ink(self, setup: _FontSetup, word: str) -> _WordInk:
-        key = (self._word_key, word)
+    def _word_ink(self, setup: _FontSetup, word: str, mirrored: bool) -> _WordInk:
+        key = ((self._word_key, mirrored), word)
         cached = _lru_get(_word_cache, key)
         if cached is not None:
             return cached
         pieces, num_patches, missing, missing_text = [], 0, 0, ""
-        for pair in _word_pairs(word, self.render_mode, self.group_graphemes):
+        for pair in _word_pairs(word, self.render_mode, self.group_graphemes, mirrored):
             pair_ink = self._pair_ink(setup, pair)
             ink = pair_ink.ink
             pieces.append(
@@ -941,7 +1110,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             missing_text = missing_text or (pair_ink.text if pair_ink.missing else "")
         ink, exact = _assemble(pieces, self.pixels_per_patch)
         if not exact:
-            ink.alpha = self._draw_word_over(setup, word, np.zeros_like(ink.alpha), -ink.offset)
+            ink.alpha = self._draw_word_over(
+                setup, word, mirrored, np.zeros_like(ink.alpha), -ink.offset
+            )
         word_ink = _WordInk(ink, num_patches, missing, missing_text)
         if self.word_cache_size:
             _lru_put(_word_cache, key, word_ink, self.word_cache_size)
@@ -1012,48 +1183,52 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             setup.free(layout)
 
     # ----------------------------------------------------------------------------- continuous
-    def _render_continuous(self, segments: list[list[str]]) -> RenderedText:
+    def _render_continuous(self, texts: list[str]) -> RenderedText:
         patch = self.pixels_per_patch
-        total_words = sum(len(words) for words in segments)
+        word_ranges = [_word_char_ranges(text) for text in texts]
+        total_words = sum(len(ranges) for ranges in word_ranges)
         with _lock:
             setup = self._setup()
-            kept = self._continuous_words_that_fit(setup, segments)
+            kept = self._continuous_words_that_fit(setup, texts, word_ranges)
             strip = _Strip(budget=self.max_seq_length - 1, overflow=total_words - kept)
             canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
             try:
-                for index, words in enumerate(segments):
+                for index, (text, ranges) in enumerate(zip(texts, word_ranges, strict=True)):
                     if index == 1:
                         strip.black.append(strip.cursor)
                         strip.cursor += 1
-                    segment_words = words[: max(0, kept)]
-                    kept -= len(words)
-                    self._draw_continuous_segment(setup, canvas, segment_words, strip)
+                    count = min(len(ranges), max(0, kept))
+                    kept -= len(ranges)
+                    drawn = _continuous_prefix(text, ranges, count)
+                    self._draw_continuous_segment(setup, canvas, drawn, ranges[:count], strip)
                 alpha = canvas.alpha()
             finally:
                 canvas.close()
         return self._finish(alpha, strip, total_words)
 
-    def _continuous_patches(self, setup: _FontSetup, words: list[str]) -> int:
-        if not words:
+    def _continuous_patches(self, setup: _FontSetup, text: str) -> int:
+        if not text:
             return 0
-        layout = setup.layout(" ".join(words))
+        layout = setup.layout(text)
         width, _ = setup.logical_size(layout)
         setup.free(layout)
         return math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
 
-    def _continuous_words_that_fit(self, setup: _FontSetup, segments) -> int:
+    def _continuous_words_that_fit(self, setup: _FontSetup, texts, word_ranges) -> int:
         """The largest number of leading words (text, then text_pair) whose strip fits."""
-        flat = [(index, word) for index, words in enumerate(segments) for word in words]
 
         def fits(count: int) -> bool:
-            kept = [
-                [word for index, word in flat[:count] if index == i] for i in range(len(segments))
-            ]
-            patches = sum(self._continuous_patches(setup, words) for words in kept)
-            return patches + len(segments) - 1 + 1 <= self.max_seq_length
+            patches = 0
+            for text, ranges in zip(texts, word_ranges, strict=True):
+                kept = min(len(ranges), max(0, count))
+                count -= len(ranges)
+                patches += self._continuous_patches(setup, _continuous_prefix(text, ranges, kept))
+            return patches + len(texts) - 1 + 1 <= self.max_seq_length
 
-        low, high = 0, len(flat)  # fits(0) holds: only separator + end patch
-        while low < high:
+        low, high = 0, sum(len(ranges) for ranges in word_ranges)
+        if fits(high):
+            return high
+        while low < high:  # fits(0) holds unless a text has no words (only spaces)
             middle = (low + high + 1) // 2
             if fits(middle):
                 low = middle
@@ -1061,22 +1236,23 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 high = middle - 1
         return low
 
-    def _draw_continuous_segment(self, setup, canvas: _Canvas, words: list[str], strip: _Strip):
-        if not words:
+    def _draw_continuous_segment(self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip):
+        if not text:
             return
         patch = self.pixels_per_patch
-        text = " ".join(words)
         layout = setup.layout(text)
         try:
             width, height = setup.logical_size(layout)
             num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
+            if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
+                return
             left = strip.cursor * patch
             y = patch / 2 - height / 2 - 2
             canvas.draw([(layout, left + _CONTINUOUS_MARGIN, y)])
             missing = setup.unknown_glyphs(layout)
             if missing:
-                strip.add_missing(missing, text[:20])
-            for start, end in _word_byte_ranges(words):
+                strip.add_missing(missing, text.strip()[:20])
+            for start, end in _byte_ranges(text, ranges):
                 x0, x1 = self._word_extent(setup, layout, text, start, end)
                 first = strip.cursor + min(
                     num_patches - 1, max(0, math.floor((x0 + _CONTINUOUS_MARGIN) / patch))
@@ -1139,6 +1315,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
 # --------------------------------------------------------------------------------------------
 # Argument checks
 # --------------------------------------------------------------------------------------------
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def _positive_number(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -1173,6 +1355,18 @@ def _resolve_font_files(font_file) -> list[str]:
     return resolved
 
 
+def _check_input(name: str, text, is_split_into_words: bool) -> str:
+    """A text, or a list of words joined by spaces (`is_split_into_words`)."""
+    if not is_split_into_words:
+        return _check_text(name, text)
+    if not isinstance(text, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list of words with is_split_into_words=True, "
+            f"got {type(text).__name__}"
+        )
+    return " ".join(_check_text(f"{name} words", word) for word in text)
+
+
 def _check_text(name: str, text) -> str:
     if isinstance(text, (bytes, bytearray)):
         try:
@@ -1187,7 +1381,13 @@ def _check_text(name: str, text) -> str:
     return text
 
 
-def _as_batch(text, text_pair) -> tuple[list, list]:
+def _as_batch(text, text_pair, is_split_into_words: bool = False) -> tuple[list, list]:
+    one_word_list = isinstance(text, (list, tuple)) and not (
+        text and isinstance(text[0], (list, tuple))
+    )
+    if is_split_into_words and one_word_list:  # a batch is a list of word lists
+        text = [text]
+        text_pair = None if text_pair is None else [text_pair]
     if isinstance(text, (list, tuple)):
         if not text:
             raise ValueError("text is an empty list: give at least one text")
@@ -1205,14 +1405,28 @@ def _as_batch(text, text_pair) -> tuple[list, list]:
     return [text], [text_pair]
 
 
-def _word_byte_ranges(words: list[str]) -> list[tuple[int, int]]:
-    """Byte ranges of the words in " ".join(words)."""
-    ranges, offset = [], 0
-    for word in words:
-        length = len(word.encode("utf-8"))
-        ranges.append((offset, offset + length))
-        offset += length + 1
-    return ranges
+def _word_char_ranges(text: str) -> list[tuple[int, int]]:
+    """[start, end) character ranges of the whitespace-separated words of `text`."""
+    return [match.span() for match in re.finditer(r"\S+", text)]
+
+
+def _continuous_prefix(text: str, ranges: list[tuple[int, int]], count: int) -> str:
+    """What continuous mode draws of `text` when its first `count` words fit: all of it
+    (spaces included) if every word fits, else up to the end of the last word kept."""
+    if count == len(ranges):
+        return text
+    return text[: ranges[count - 1][1]] if count else ""
+
+
+def _byte_ranges(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Character ranges -> UTF-8 byte ranges in `text` (Pango indexes bytes)."""
+    result, position, offset = [], 0, 0
+    for start, end in ranges:
+        offset += len(text[position:start].encode("utf-8"))
+        length = len(text[start:end].encode("utf-8"))
+        result.append((offset, offset + length))
+        offset, position = offset + length, end
+    return result
 
 
 def strip_to_grid(pixels, grid: int = 23):

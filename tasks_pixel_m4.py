@@ -256,6 +256,37 @@ def pad_to_patches(batch: dict, num_patches: int) -> dict:
     return {"pixel_values": pixel_values, "attention_mask": attention_mask}
 
 
+def render_batch(
+    renderer: PixelM4TextRenderer,
+    texts: list[str] | list[list[str]],
+    pairs: list[str] | None,
+    num_patches: int,
+    padding: str,
+    pad_to_multiple_of: int | None,
+    **kwargs,
+):
+    """Render for a model of `num_patches` patches. "longest" pads to the batch's longest text
+    (the model reads any width up to num_patches, with the same outputs); "max_length" pads
+    every strip to the model's full width, as the published fine-tuning did."""
+    rendered = renderer(
+        texts,
+        pairs,
+        return_tensors="pt",
+        padding=padding,
+        pad_to_multiple_of=pad_to_multiple_of,
+        **kwargs,
+    )
+    inputs = (
+        pad_to_patches(rendered, num_patches)
+        if padding == "max_length"
+        else {
+            "pixel_values": rendered["pixel_values"],
+            "attention_mask": rendered["attention_mask"],
+        }
+    )
+    return rendered, inputs
+
+
 def check_lengths(renderer: PixelM4TextRenderer, num_patches: int) -> None:
     if renderer.max_seq_length > num_patches:
         raise ValueError(
@@ -266,10 +297,15 @@ def check_lengths(renderer: PixelM4TextRenderer, num_patches: int) -> None:
 
 @dataclass
 class SequenceClassificationCollator:
-    """Examples {"text", ["text_pair"], "labels"} -> pixel_values, attention_mask, labels."""
+    """Examples {"text", ["text_pair"], "labels"} -> pixel_values, attention_mask, labels.
+
+    `padding`: "longest" (default: strips as wide as the batch's longest text) or "max_length"
+    (the model's full num_patches); see `render_batch`."""
 
     renderer: PixelM4TextRenderer
     num_patches: int
+    padding: str = "longest"
+    pad_to_multiple_of: int | None = None
 
     def __post_init__(self):
         check_lengths(self.renderer, self.num_patches)
@@ -279,7 +315,9 @@ class SequenceClassificationCollator:
         pairs = (
             [feature["text_pair"] for feature in features] if "text_pair" in features[0] else None
         )
-        batch = pad_to_patches(self.renderer(texts, pairs, return_tensors="pt"), self.num_patches)
+        _, batch = render_batch(
+            self.renderer, texts, pairs, self.num_patches, self.padding, self.pad_to_multiple_of
+        )
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([feature["labels"] for feature in features])
         return batch
@@ -302,14 +340,25 @@ class WordTaskCollator:
     label_fields: tuple[str, ...] = ("labels",)
     head_fields: tuple[str, ...] = ()
     score_truncated_words: bool = False
+    padding: str = "longest"
+    pad_to_multiple_of: int | None = None
 
     def __post_init__(self):
         check_lengths(self.renderer, self.num_patches)
 
     def __call__(self, features: list[dict]) -> dict:
-        texts = [" ".join(feature["tokens"]) for feature in features]
-        rendered = self.renderer(texts, return_tensors="pt", return_word_spans=True)
-        batch = pad_to_patches(rendered, self.num_patches)
+        # word lists: right-to-left tokens keep their order (the published renderer's rule)
+        words = [list(feature["tokens"]) for feature in features]
+        rendered, batch = render_batch(
+            self.renderer,
+            words,
+            None,
+            self.num_patches,
+            self.padding,
+            self.pad_to_multiple_of,
+            return_word_spans=True,
+            is_split_into_words=True,
+        )
         num_words = max(len(feature["tokens"]) for feature in features)
         word_spans = torch.zeros(len(features), num_words, 2, dtype=torch.long)
         labels = {
@@ -361,13 +410,14 @@ class WordTaskCollator:
 def truncation_report(renderer: PixelM4TextRenderer, dataset) -> dict[str, int]:
     """How many examples of a prepared split ("text" [+ "text_pair"] or "tokens" column) lost
     words to truncation, and how many words they lost."""
-    if "tokens" in dataset.column_names:
-        texts, pairs = [" ".join(tokens) for tokens in dataset["tokens"]], None
+    words = "tokens" in dataset.column_names
+    if words:
+        texts, pairs = dataset["tokens"], None
     else:
         texts = dataset["text"]
         pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
     overflow = [
-        renderer.render(text, pair).overflow
+        renderer.render(text, pair, is_split_into_words=words).overflow
         for text, pair in zip(texts, pairs or [None] * len(texts), strict=True)
     ]
     return {

@@ -66,7 +66,7 @@ def test_embed_bad_arguments(model, renderer):
     with pytest.raises(ValueError, match="batch_size"):
         model.embed(TEXTS, renderer, batch_size=0)
     with pytest.raises(ValueError, match="pixel_values must be"):
-        model.embed(pixel_values=torch.zeros(2, 3, 16, 16))
+        model.embed(pixel_values=torch.zeros(2, 3, 16, 20))
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def encoder(attn="sdpa", seed=0):
         ("cafe\u0301", False, 4),  # combining acute as its own code point
         ("cafe\u0301", True, 3),  # ... or kept in its grapheme cluster
         ("नमस्ते", True, 3),  # Devanagari conjuncts whole with grapheme grouping
-        ("😀", False, 1),
+        ("😀", False, 2),  # a tofu box, 2 patches wide with hinted metrics
     ],
 )
 def test_word_bigram_patches_per_word(tokenizer, word, group_graphemes, patches):

@@ -339,7 +339,9 @@ def test_pool_patches_modes():
 @pytest.mark.parametrize(
     "pixels, attention, message",
     [
-        (torch.rand(2, 3, 16, 800), None, "pixel_values must be a tensor of shape"),
+        (torch.rand(2, 3, 16, 808), None, "pixel_values must be a tensor of shape"),
+        (torch.rand(2, 3, 16, 16 * 530), None, "pixel_values must be a tensor of shape"),
+        (torch.rand(2, 3, 8, 8464), None, "pixel_values must be a tensor of shape"),
         (torch.rand(3, 16, 8464), None, "pixel_values must be a tensor of shape"),
         ([[0.0]], None, "got list"),
         (torch.rand(2, 3, 16, 8464), torch.ones(2, 500), "attention_mask must have shape"),

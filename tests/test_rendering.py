@@ -239,9 +239,12 @@ def test_text_pair_truncation_keeps_separator():
 @pytest.mark.parametrize("text", ["", "   ", "\n\t ", "\x00\x07"])
 def test_empty_text_is_one_end_patch(any_renderer, text):
     out = any_renderer.render(text)
-    assert (out.num_patches, out.num_words, out.overflow) == (1, 0, 0)
-    assert is_black(out.pixels, 0, any_renderer.pixels_per_patch)
-    assert (out.pixels[:, any_renderer.pixels_per_patch :] == 255).all()
+    # continuous mode draws spaces as written (original PIXEL): 2 + 3 spaces + 2 px, one patch
+    blank = 1 if any_renderer.render_mode == "continuous" and text.isspace() else 0
+    assert (out.num_patches, out.num_words, out.overflow) == (blank + 1, 0, 0)
+    assert is_black(out.pixels, blank, any_renderer.pixels_per_patch)
+    assert (out.pixels[:, : blank * any_renderer.pixels_per_patch] == 255).all()
+    assert (out.pixels[:, (blank + 1) * any_renderer.pixels_per_patch :] == 255).all()
 
 
 @pytest.mark.parametrize("mode", MODES)

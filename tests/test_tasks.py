@@ -174,7 +174,7 @@ def test_word_collator_pads_aligns_and_ignores_truncated_words(renderer):
         {"tokens": ["Maria", "lives", "in", "Oslo"], "labels": [1, 0, 0, 2]},
         {"tokens": long_tokens, "labels": [0] * 40},
     ]
-    batch = WordTaskCollator(renderer, num_patches=49)(features)
+    batch = WordTaskCollator(renderer, num_patches=49, padding="max_length")(features)
     assert batch["pixel_values"].shape == (2, 3, 16, 16 * 49)
     assert batch["attention_mask"].shape == (2, 49)
     assert batch["attention_mask"][:, PATCHES:].sum() == 0  # padding to the model's width
