@@ -106,7 +106,7 @@ def test_biaffine_parser_overfits(renderer, variant):
     model = PixelM4ForBiaffineParsing(
         config(num_labels=8, parser_variant=variant, biaffine_arc_size=64, biaffine_rel_size=32)
     )
-    output = train(model, batch, steps=80, learning_rate=3e-3)
+    output = train(model, batch, steps=100, learning_rate=3e-3)
     for decoding in ("greedy", "mst"):
         decoded = decode_trees(output.arc_logits, output.rel_logits, output.word_mask, decoding)
         scores = attachment_scores(
