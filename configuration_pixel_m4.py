@@ -104,6 +104,27 @@ class PixelM4Config(PreTrainedConfig):
     biaffine_rel_size: int = 100
 
     def __post_init__(self, **kwargs):
+        self.check_values()
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        # PreTrainedConfig.from_dict sets overrides (from_pretrained(folder, mask_ratio=1.5))
+        # after construction, past __post_init__: check the result again.
+        result = super().from_dict(config_dict, **kwargs)
+        (result[0] if isinstance(result, tuple) else result).check_values()
+        return result
+
+    def check_values(self) -> None:
+        """Raises ValueError naming the first invalid field."""
+        _check_positive_ints(
+            self,
+            "num_hidden_layers", "intermediate_size", "patch_size", "num_channels",
+            "decoder_num_hidden_layers", "decoder_intermediate_size", "span_max_length",
+        )  # fmt: skip
+        _check_probabilities(
+            self, "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"
+        )
         _check_heads("", self.hidden_size, self.num_attention_heads)
         _check_heads("decoder_", self.decoder_hidden_size, self.decoder_num_attention_heads)
         height, width = self.image_size
@@ -163,7 +184,6 @@ class PixelM4Config(PreTrainedConfig):
                 "biaffine_arc_size and biaffine_rel_size must be positive, got "
                 f"{self.biaffine_arc_size} and {self.biaffine_rel_size}"
             )
-        super().__post_init__(**kwargs)
 
     @property
     def num_patches(self) -> int:
@@ -183,6 +203,20 @@ class PixelM4Config(PreTrainedConfig):
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
+
+
+def _check_positive_ints(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_probabilities(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
 
 
 def _check_heads(prefix: str, hidden_size: int, num_heads: int) -> None:
@@ -243,19 +277,30 @@ class PixelFallbackConfig(PreTrainedConfig):
     base_model_name_or_path: str | None = None
 
     def __post_init__(self, **kwargs):
+        self.check_values()
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        # overrides are set after construction (see PixelM4Config.from_dict): check again
+        result = super().from_dict(config_dict, **kwargs)
+        (result[0] if isinstance(result, tuple) else result).check_values()
+        return result
+
+    def check_values(self) -> None:
+        """Raises ValueError naming the first invalid field."""
         _check_heads("", self.hidden_size, self.num_attention_heads)
-        for name in ("num_hidden_layers", "intermediate_size", "patch_size", "num_channels",
-                     "max_position_embeddings"):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        _check_positive_ints(
+            self, "num_hidden_layers", "intermediate_size", "patch_size", "num_channels",
+            "max_position_embeddings",
+        )  # fmt: skip
+        _check_probabilities(self, "hidden_dropout_prob", "attention_probs_dropout_prob")
         if self.llm_hidden_size is not None and (
             isinstance(self.llm_hidden_size, bool) or self.llm_hidden_size <= 0
         ):
             raise ValueError(
                 f"llm_hidden_size must be a positive int, got {self.llm_hidden_size!r}"
             )
-        super().__post_init__(**kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "PixelFallbackConfig":

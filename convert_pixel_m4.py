@@ -37,7 +37,10 @@ names under `decoder.decoder_layers.N`):
 import argparse
 import json
 import logging
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -46,7 +49,7 @@ from safetensors.torch import load_file
 from .configuration_pixel_m4 import PixelM4Config
 from .hub_pixel_m4 import save_hub_folder
 from .modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4Model, PixelM4PreTrainedModel
-from .rendering_pixel_m4 import PixelM4TextRenderer
+from .rendering_pixel_m4 import PixelM4TextRenderer, saved_font_name
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +150,8 @@ def convert_renderer(folder: Path, render_mode: str | None = None) -> PixelM4Tex
         render_mode = _RENDERER_MODES[kind]
     if "font_file" not in original:
         raise ValueError(f"{path}: no font_file entry")
-    font = Path(original["font_file"])
-    font = font if font.is_absolute() else folder / font.name
+    # the published renderer saves the font's file name next to its config (never a path)
+    font = folder / saved_font_name(original["font_file"], path)
     if not font.exists():
         raise FileNotFoundError(
             f"{path} names font_file {original['font_file']!r}, not found in {folder}"
@@ -167,6 +170,7 @@ def convert_pixel_checkpoint(
     checkpoint: str | Path,
     output_dir: str | Path,
     render_mode: str | None = None,
+    overwrite: bool = False,
     **card_metadata,
 ) -> Path:
     """Original PIXEL / PIXEL-M4 folder (or Hub id) -> a pixel_m4 Hub folder in `output_dir`.
@@ -174,8 +178,14 @@ def convert_pixel_checkpoint(
     Checkpoints with the MAE decoder become `PixelM4ForPreTraining`, encoder-only ones
     `PixelM4Model`. Weight names not in the mapping (e.g. an original task head) raise, listed.
     `render_mode` overrides the mode derived from `text_renderer_type`.
+
+    The source is never written to: `output_dir` must be new or empty (or is replaced as a
+    whole with `overwrite=True`) and must not be the checkpoint folder, inside it or around
+    it. The folder is written next to `output_dir` under a temporary name and renamed into
+    place when complete, so a failed conversion leaves nothing half-written behind.
     """
     folder = resolve_checkpoint(checkpoint)
+    output_dir = check_output_dir(folder, output_dir, overwrite)
     config = convert_config(json.loads((folder / "config.json").read_text()))
     state_dict = convert_state_dict(read_original_weights(folder))
     model: PixelM4PreTrainedModel
@@ -201,7 +211,54 @@ def convert_pixel_checkpoint(
             )
     model.load_state_dict(state_dict, strict=True)
     renderer = convert_renderer(folder, render_mode)
-    return save_hub_folder(model, renderer, output_dir, **card_metadata)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    # same parent (so the rename is atomic), same name (the model card names its folder)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{output_dir.name}.converting-", dir=output_dir.parent)
+    )
+    try:
+        save_hub_folder(model, renderer, staging / output_dir.name, **card_metadata)
+        _replace_folder(staging / output_dir.name, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
+
+
+def check_output_dir(source: Path, output_dir: str | Path, overwrite: bool) -> Path:
+    """The absolute output folder, after checking that writing it cannot touch the source."""
+    output_dir = Path(output_dir).expanduser().resolve()
+    source = source.resolve()
+    if output_dir == source or source in output_dir.parents or output_dir in source.parents:
+        raise ValueError(
+            f"--output_dir {output_dir} would overwrite the checkpoint {source}: the converter "
+            "never writes into (or around) its source; choose another folder"
+        )
+    if output_dir.exists():
+        if not output_dir.is_dir():
+            raise ValueError(f"--output_dir {output_dir} exists and is not a folder")
+        if any(output_dir.iterdir()) and not overwrite:
+            raise ValueError(
+                f"--output_dir {output_dir} is not empty: choose a new or empty folder, or pass "
+                "--overwrite to replace it as a whole (stale weight files would otherwise mix "
+                "with the new ones)"
+            )
+    return output_dir
+
+
+def _replace_folder(staging: Path, output_dir: Path) -> None:
+    """Renames the complete `staging` folder to `output_dir`, replacing what was there."""
+    if not output_dir.exists():
+        os.rename(staging, output_dir)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
+    os.rename(output_dir, retired / "folder")
+    try:
+        os.rename(staging, output_dir)
+    except OSError:
+        os.rename(retired / "folder", output_dir)  # put the old folder back
+        raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
 
 
 def load_original_checkpoint(checkpoint: str | Path, model_class=PixelM4ForPreTraining):
@@ -216,20 +273,43 @@ def load_original_checkpoint(checkpoint: str | Path, model_class=PixelM4ForPreTr
 
 
 def resolve_checkpoint(checkpoint: str | Path) -> Path:
-    """A local folder as is; otherwise a Hub repo id, downloaded (config, weights, renderer, font)."""
-    path = Path(checkpoint)
+    """A local folder as is; otherwise a Hub repo id, downloaded (config, weights, renderer, font).
+
+    Anything that reads as a path (absolute, ./ or ../, ~, more than one '/', an existing file)
+    or is not a valid repo id is a local folder that must exist: no download is tried for it.
+    """
+    path = Path(checkpoint).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"checkpoint folder {path} has no config.json")
         return path
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    text = str(checkpoint)
+    try:
+        validate_repo_id(text)
+        looks_like_path = (
+            path.is_absolute() or text.startswith((".", "~")) or path.exists() or os.sep != "/"
+        )
+    except HFValidationError:
+        looks_like_path = True
+    if looks_like_path:
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise FileNotFoundError(f"--checkpoint {text!r} {what} (expected a checkpoint folder)")
     from huggingface_hub import snapshot_download
 
-    return Path(
-        snapshot_download(
-            str(checkpoint),
-            allow_patterns=["*.json", "*.bin", "*.safetensors", "*.ttf", "*.otf", "*.ttc"],
+    try:
+        return Path(
+            snapshot_download(
+                text, allow_patterns=["*.json", "*.bin", "*.safetensors", "*.ttf", "*.otf", "*.ttc"]
+            )
         )
-    )
+    except Exception as error:
+        raise FileNotFoundError(
+            f"--checkpoint {text!r} is not a local folder, and downloading it as a Hub repo "
+            f"failed: {type(error).__name__}: {error}"
+        ) from error
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -243,7 +323,9 @@ def main(argv: list[str] | None = None) -> None:
         required=True,
         help="original checkpoint: a local folder or a Hub id such as Team-PIXEL/pixel-m4",
     )
-    parser.add_argument("--output_dir", required=True, help="folder to write (created if missing)")
+    parser.add_argument(
+        "--output_dir", required=True, help="new or empty folder to write (created if missing)"
+    )
     parser.add_argument(
         "--render_mode",
         choices=["bigram", "continuous", "word_bigram"],
@@ -251,8 +333,15 @@ def main(argv: list[str] | None = None) -> None:
         help="renderer mode; default: derived from text_renderer_type "
         "(PangoCairoTextRenderer -> continuous, PangoCairoBigramsRenderer -> bigram)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --output_dir as a whole (never allowed for the checkpoint)",
+    )
     args = parser.parse_args(argv)
-    folder = convert_pixel_checkpoint(args.checkpoint, args.output_dir, args.render_mode)
+    folder = convert_pixel_checkpoint(
+        args.checkpoint, args.output_dir, args.render_mode, overwrite=args.overwrite
+    )
     print(f"wrote {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
 
 

@@ -495,6 +495,8 @@ class PixelM4Model(PixelM4PreTrainedModel):
             if renderer is None:
                 raise ValueError("embed(texts=...) needs renderer= (a PixelM4TextRenderer)")
             texts = [texts] if isinstance(texts, str) else list(texts)
+            if not texts:
+                raise ValueError("embed() got an empty list of texts")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         indices = check_layers(self.config, layers)
@@ -663,13 +665,40 @@ def check_inputs(config: PixelM4Config, pixel_values, attention_mask) -> torch.T
             "render text with PixelM4TextRenderer (AutoProcessor) to get model inputs"
         )
     batch, length = pixel_values.shape[0], pixel_values.shape[3] // patch
+    if batch == 0:
+        raise ValueError("pixel_values holds no example (batch size 0)")
+    if not pixel_values.is_floating_point():
+        raise ValueError(
+            f"pixel_values must be floats in [0, 1] (white = 1), got dtype {pixel_values.dtype}; "
+            "uint8 strips from render() need dividing by 255 (the renderer's __call__ does it)"
+        )
+    # data-dependent: a ValueError in eager mode, a runtime assert in an exported graph
+    torch_compilable_check(
+        (pixel_values >= 0) & (pixel_values <= 1),
+        lambda: (
+            "pixel_values must lie in [0, 1] (white = 1, no mean/std normalisation), got "
+            f"values in [{float(pixel_values.min()):g}, {float(pixel_values.max()):g}]"
+        ),
+    )
     if attention_mask is None:
         return torch.ones(batch, length, dtype=torch.long, device=pixel_values.device)
+    if not isinstance(attention_mask, torch.Tensor):
+        raise ValueError(
+            f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}; render "
+            "with return_tensors='pt'"
+        )
     if tuple(attention_mask.shape) != (batch, length):
         raise ValueError(
             f"attention_mask must have shape ({batch}, {length}) (batch, patches in pixel_values), "
             f"got {tuple(attention_mask.shape)}"
         )
+    torch_compilable_check(
+        (attention_mask == 0) | (attention_mask == 1),
+        lambda: (
+            "attention_mask must hold only 0 (padding) and 1 (text or end patch), got "
+            f"{sorted(set(attention_mask.flatten().tolist()) - {0, 1})[:5]}"
+        ),
+    )
     return attention_mask.long()
 
 

@@ -88,9 +88,11 @@ def load_renderer(
     renderer_name_or_path: str | None = None,
     render_mode: str = "bigram",
     font_file: list[str] | None = None,
+    patch_size: int | None = None,
 ) -> PixelM4TextRenderer:
     """The saved renderer of a model folder (continued pretraining keeps its fonts and mode), or
-    a new one with `render_mode` / `font_file`; its strip length must match the model's."""
+    a new one with `render_mode` / `font_file`; its strip length (and, given `patch_size`, its
+    patch size) must match the model's."""
     if renderer_name_or_path is not None:
         renderer = PixelM4TextRenderer.from_pretrained(renderer_name_or_path)
     else:
@@ -101,6 +103,13 @@ def load_renderer(
         raise ValueError(
             f"the renderer makes strips of {renderer.max_seq_length} patches but the model reads "
             f"{num_patches}; use a renderer with max_seq_length={num_patches}"
+        )
+    if patch_size is not None and renderer.pixels_per_patch != patch_size:
+        raise ValueError(
+            f"render_mode {renderer.render_mode!r} makes {renderer.pixels_per_patch}-px patches "
+            f"but the model's patch_size is {patch_size}: use a model config with patch_size="
+            f"{renderer.pixels_per_patch} and image_size=[{renderer.pixels_per_patch}, "
+            f"{renderer.pixels_per_patch * num_patches}], or another render mode"
         )
     return renderer
 
@@ -185,9 +194,18 @@ def load_corpus(
             f"--corpus {corpus.language}={corpus.source}: files must all be one of "
             f"{sorted(FILE_BUILDERS)}, got {[Path(path).name for path in files][:5]}"
         )
-    return datasets.load_dataset(
-        builders.pop(), data_files={"train": files}, split="train", streaming=streaming
-    )
+    builder = builders.pop()
+    try:
+        return datasets.load_dataset(
+            builder, data_files={"train": files}, split="train", streaming=streaming
+        )
+    except Exception as error:  # DatasetGenerationError names no file: say which
+        cause = error.__cause__ or error
+        raise ValueError(
+            f"--corpus {corpus.language}={corpus.source}: cannot read {len(files)} file(s) "
+            f"{[Path(path).name for path in files][:5]} as {builder}: {type(cause).__name__}: "
+            f"{cause}"
+        ) from error
 
 
 # ---------------------------------------------------------------------------------------------

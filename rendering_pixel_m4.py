@@ -39,6 +39,7 @@ import os
 import re
 import shutil
 import string
+import struct
 import sys
 import threading
 import unicodedata
@@ -71,6 +72,17 @@ _SETTINGS_BEFORE_SAVED = {
 }
 _KEPT_FORMAT_CHARS = {"\u200c", "\u200d"}  # ZWNJ / ZWJ shape Indic and Arabic text
 _WHITE = np.float32(255)  # uint8 pixel / _WHITE -> float32 in [0, 1]
+# Limits checked up front. cairo image surfaces are at most 32,767 px on a side; a strip's
+# surface has one extra column (see `_Canvas`).
+_CAIRO_MAX_SIZE = 32767
+MAX_STRIP_WIDTH = _CAIRO_MAX_SIZE - 1
+MAX_PIXELS_PER_PATCH = 256
+_MAX_FONT_PATCHES = 4  # glyphs taller than 4 patches are cut off by a one-patch-high strip
+_MAX_FONT_BYTES = 256 << 20
+# Pango measures in int32 units of 1/1024 px, so a layout wider than ~2.1 million px reports
+# nonsense: a text handed to Pango in one layout is never longer than this (in code points).
+_MAX_LAYOUT_CHARS = 65536
+_MAX_MARGIN_DOUBLINGS = 8
 
 _MISSING_LIBRARIES = (
     "pixel-m4 needs the system libraries Pango (>=1.44) and Cairo: sudo apt-get install "
@@ -142,6 +154,9 @@ typedef struct { gpointer item; PangoGlyphString *glyphs; } PangoGlyphItem;
 typedef struct { gpointer layout; int start_index; int length; GSList *runs; } PangoLayoutLine;
 int pango_layout_get_line_count(PangoLayout *layout);
 PangoLayoutLine *pango_layout_get_line_readonly(PangoLayout *layout, int line);
+void pango_layout_line_get_x_ranges(PangoLayoutLine *line, int start_index, int end_index,
+                                    int **ranges, int *n_ranges);
+void g_free(gpointer mem);
 
 PangoFontMap *pango_cairo_font_map_new_for_font_type(int fonttype);
 void pango_cairo_context_set_font_options(PangoContext *context, const cairo_font_options_t *options);
@@ -169,6 +184,7 @@ _LIBRARY_NAMES = {
     "pangocairo": ("libpangocairo-1.0.so.0", "pangocairo-1.0"),
     "pangoft2": ("libpangoft2-1.0.so.0", "pangoft2-1.0"),
     "gobject": ("libgobject-2.0.so.0", "gobject-2.0"),
+    "glib": ("libglib-2.0.so.0", "glib-2.0"),
 }
 
 
@@ -263,6 +279,9 @@ class _FontSetup:
         native.pango.pango_context_set_base_dir(context, _PANGO_DIRECTION_WEAK_LTR)
         self.config, self.font_map, self.context = config, font_map, context
         self.description = native.pango.pango_font_description_from_string(description.encode())
+        # out-parameters, allocated once (used under the module lock only)
+        self._rectangle = ffi.new("PangoRectangle *")
+        self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
 
     def layout(self, text: str):
         """A layout of `text`; the caller must `free` it."""
@@ -276,12 +295,12 @@ class _FontSetup:
 
     def ink_columns(self, layout) -> tuple[int, int]:
         """[left, right) pixel columns of the layout's ink, relative to its origin."""
-        ink = self.native.ffi.new("PangoRectangle *")
+        ink = self._rectangle
         self.native.pango.pango_layout_get_pixel_extents(layout, ink, self.native.ffi.NULL)
         return ink.x, ink.x + ink.width
 
     def logical_size(self, layout) -> tuple[int, int]:
-        logical = self.native.ffi.new("PangoRectangle *")
+        logical = self._rectangle
         self.native.pango.pango_layout_get_pixel_extents(layout, self.native.ffi.NULL, logical)
         return logical.width, logical.height
 
@@ -294,6 +313,22 @@ class _FontSetup:
                 count += ffi.cast("PangoGlyphItem *", runs.data).glyphs.num_glyphs
                 runs = runs.next
         return count
+
+    def x_range(self, layout, start: int, end: int) -> tuple[float, float]:
+        """Pixel x-range covered by the characters in byte range [start, end), whatever their
+        direction (one call on the layout's single line; per-index look-ups walk the layout
+        from its start every time)."""
+        pango = self.native.pango
+        line = pango.pango_layout_get_line_readonly(layout, 0)
+        pango.pango_layout_line_get_x_ranges(line, start, end, self._ranges, self._range_count)
+        ranges = self._ranges[0]
+        try:
+            xs = [ranges[index] for index in range(2 * self._range_count[0])]
+        finally:
+            self.native.glib.g_free(ranges)
+        if not xs:
+            return 0.0, 0.0
+        return min(xs) / _PANGO_SCALE, max(xs) / _PANGO_SCALE
 
     def unknown_glyphs(self, layout) -> int:
         return self.native.pango.pango_layout_get_unknown_glyphs_count(layout)
@@ -324,6 +359,11 @@ class _Canvas:
     """
 
     def __init__(self, native: _Native, width: int, height: int):
+        if not (0 <= width < _CAIRO_MAX_SIZE and 0 < height <= _CAIRO_MAX_SIZE):
+            raise ValueError(
+                f"cannot draw {width} x {height} px: cairo surfaces are at most "
+                f"{_CAIRO_MAX_SIZE} px on a side"
+            )
         self.native, self.width, self.height = native, width, height
         cairo = native.cairo
         self.surface = cairo.cairo_image_surface_create(_CAIRO_FORMAT_A8, width + 1, height)
@@ -451,14 +491,23 @@ def clean_words(text: str) -> list[str]:
     return clean_text(text).split()
 
 
-_RTL_IGNORED = str.maketrans("", "", string.whitespace + string.punctuation + string.digits)
+# Every character of bidi class R or AL lies in these ranges (tests/test_rendering_fidelity.py
+# checks all of Unicode): texts without any skip the vote at C speed.
+_RTL_CHARACTER = re.compile(
+    "[\u0590-\u08ff\u200f\ufb1d-\ufdff\ufe70-\ufeff\U00010800-\U00010fff\U0001e800-\U0001efff]"
+)
+_RTL_IGNORED = re.compile(
+    "[" + re.escape(string.whitespace + string.punctuation + string.digits) + "]+"
+)
 
 
 def is_rtl(text: str) -> bool:
     """The published renderers' right-to-left test (`PangoCairoTextRenderer.is_rtl`): after
     dropping whitespace, ASCII punctuation and digits, at least two of the first, middle and
     last characters are strong right-to-left (bidi class R or AL)."""
-    text = text.translate(_RTL_IGNORED)
+    if not _RTL_CHARACTER.search(text):
+        return False
+    text = _RTL_IGNORED.sub("", text)
     if not text:
         return False
     votes = (text[0], text[len(text) // 2], text[-1])
@@ -528,6 +577,13 @@ class _PairInk:
 
 
 @dataclass
+class _UnitInk:
+    ink: _Ink  # offset from the unit's origin
+    width: int  # logical (advance) width in px
+    missing: int
+
+
+@dataclass
 class _WordInk:
     ink: _Ink  # offset from the word's first column
     num_patches: int
@@ -535,19 +591,24 @@ class _WordInk:
     missing_text: str
 
 
+_unit_cache: OrderedDict[tuple, _UnitInk] = OrderedDict()
 _pair_cache: OrderedDict[tuple, _PairInk] = OrderedDict()
 _word_cache: OrderedDict[tuple, _WordInk] = OrderedDict()
+_seen_words: OrderedDict[tuple, bool] = OrderedDict()  # words seen once (word cache admission)
 
 
 def cache_info() -> dict[str, int]:
-    """Entries and array bytes of this process's pair and word caches.
+    """Entries and array bytes of this process's unit, pair and word caches.
 
     Python objects add about 0.7 KB per entry on top of the arrays (see docs/rendering.md).
     """
     with _lock:
+        unit_bytes = sum(_ink_bytes(unit.ink) for unit in _unit_cache.values())
         pair_bytes = sum(_ink_bytes(pair.ink) for pair in _pair_cache.values())
         word_bytes = sum(_ink_bytes(word.ink) for word in _word_cache.values())
         return {
+            "units": len(_unit_cache),
+            "unit_array_bytes": unit_bytes,
             "pairs": len(_pair_cache),
             "pair_array_bytes": pair_bytes,
             "words": len(_word_cache),
@@ -727,7 +788,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             else pixels_per_patch,
         )
         self.max_seq_length = _positive_int("max_seq_length", max_seq_length)
-        self.group_graphemes = bool(group_graphemes)
+        self.group_graphemes = _flag("group_graphemes", group_graphemes)
         if hint_style not in HINT_STYLES:
             raise ValueError(f"hint_style must be one of {tuple(HINT_STYLES)}, got {hint_style!r}")
         self.hint_style = hint_style
@@ -739,6 +800,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         self.keep_spaces = _flag("keep_spaces", keep_spaces)
         self.cache_size = _non_negative_int("cache_size", cache_size)
         self.word_cache_size = _non_negative_int("word_cache_size", word_cache_size)
+        _check_sizes(self.pixels_per_patch, self.max_seq_length, self.font_size_px)
         self.font_file = _resolve_font_files(font_file)
         self._family = self._families_for_description()
         self._description = f"{self._family} {self.font_size_px!r}px"
@@ -791,6 +853,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         """Writes the config with font files as basenames: they are copied next to it."""
         config = self.to_dict()
         config["font_file"] = [os.path.basename(path) for path in self.font_file]
+        auto_map = config.get("auto_map")
+        if isinstance(auto_map, dict) and auto_map:
+            # AutoProcessor then loads the renderer itself, so its errors (a missing or corrupt
+            # font) reach the user instead of AutoProcessor's "Unrecognized processing class".
+            target = auto_map.get("AutoImageProcessor") or auto_map.get("AutoProcessor")
+            config["auto_map"] = {"AutoImageProcessor": target, "AutoProcessor": target}
         with open(json_file_path, "w", encoding="utf-8") as writer:
             writer.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
@@ -819,13 +887,20 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         config = {key: value for key, value in config.items() if key != "auto_map"}
         config = {**_SETTINGS_BEFORE_SAVED, **config}
         names = config.get("font_file")
-        if names is not None:
+        if names is not None and "font_file" not in kwargs:
             names = [names] if isinstance(names, str) else names
+            if not isinstance(names, list) or not names:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: preprocessor_config.json font_file must "
+                    f"be a file name or a list of them, got {names!r}"
+                )
             config["font_file"] = [
-                path
-                if os.path.isabs(path)
-                else cached_file(pretrained_model_name_or_path, path, **hub_kwargs)
-                for path in names
+                cached_file(
+                    pretrained_model_name_or_path,
+                    saved_font_name(name, pretrained_model_name_or_path),
+                    **hub_kwargs,
+                )
+                for name in names
             ]
         config.update(kwargs)
         return cls(**config)
@@ -863,8 +938,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             raise ValueError(f"padding must be 'max_length' or 'longest' (True), got {padding!r}")
         if pad_to_multiple_of is not None:
             _positive_int("pad_to_multiple_of", pad_to_multiple_of)
-        if kwargs:
-            logger.warning("PixelM4TextRenderer ignores the arguments %s", sorted(kwargs))
+        if kwargs:  # a misspelt option must not silently do nothing
+            raise TypeError(
+                f"PixelM4TextRenderer() got unexpected keyword argument(s) {sorted(kwargs)}; it "
+                "takes text, text_pair, return_tensors, return_word_spans, is_split_into_words, "
+                "padding and pad_to_multiple_of"
+            )
         texts, pairs = _as_batch(text, text_pair, is_split_into_words)
         patch = self.pixels_per_patch
         examples = (
@@ -878,14 +957,15 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 replace(e, pixels=e.pixels[:, : patch * e.num_patches].copy()) for e in examples
             ]
             length = self.padded_length([e.num_patches for e in examples], pad_to_multiple_of)
-        # filled in place, one example at a time: memory is the output plus one strip
-        pixel_values = np.ones((len(texts), 3, patch, patch * length), dtype=np.float32)
+        # filled in place, one example at a time: memory is the output plus one strip; every
+        # value is written once (no pre-fill: the float32 batch is memory-bound)
+        pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
         kept = []
         for index, example in enumerate(examples):
             strip = example.pixels[:, : patch * length]  # after the text there is only white
-            np.divide(
-                strip, _WHITE, out=pixel_values[index, 0, :, : strip.shape[1]], dtype=np.float32
-            )
+            width = strip.shape[1]
+            np.divide(strip, _WHITE, out=pixel_values[index, 0, :, :width], dtype=np.float32)
+            pixel_values[index, 0, :, width:] = 1.0  # padding="longest": white up to the longest
             pixel_values[index, 1:] = pixel_values[index, 0]
             kept.append(replace(example, pixels=None))
         examples = kept
@@ -963,34 +1043,45 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             if self.cache_size:
                 alpha = np.zeros((patch, patch * self.max_seq_length), dtype=np.uint8)
                 self._place_segments(
+                    setup,
                     segments,
                     strip,
                     lambda word: self._place_word(setup, word, mirrored, strip, alpha),
                     reverse_words,
+                    mirrored,
                 )
             else:
                 canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
                 try:
                     self._place_segments(
+                        setup,
                         segments,
                         strip,
                         lambda word: self._draw_word_on_strip(setup, word, mirrored, strip, canvas),
                         reverse_words,
+                        mirrored,
                     )
                     alpha = canvas.alpha()
                 finally:
                     canvas.close()
         return self._finish(alpha, strip, sum(len(words) for words in segments))
 
-    @staticmethod
-    def _place_segments(segments, strip: _Strip, place_word, reverse_words: bool = False):
+    def _place_segments(
+        self, setup, segments, strip: _Strip, place_word, reverse_words=False, mirrored=False
+    ):
         """Places words left to right; `place_word(word)` is False if the word does not fit.
 
         `reverse_words`: each text's words are placed last word first (right-to-left text);
         their spans are still listed in text order. Truncation then drops words from the start
         of the text, as in the published renderer (it reverses the words before truncating).
+
+        A word that does not fit drops with all words after it (the published rule), except a
+        word wider than a whole strip (text without spaces: Chinese, Thai, ...): its longest
+        prefix of whole pairs that fits is placed, so the strip is never left blank. Either way
+        `overflow` counts the words not rendered whole (a cut word included).
         """
         words_left = sum(len(words) for words in segments)
+        strip_budget = self.max_seq_length - len(segments)  # text patches of an empty strip
         for index, words in enumerate(segments):
             if index == 1:  # separator between text and text_pair, placed even after overflow
                 strip.black.append(strip.cursor)
@@ -1003,14 +1094,50 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 if strip.overflow:
                     break
                 start = strip.cursor
-                if not place_word(word):
+                prefix = self._prefix_if_too_wide(
+                    setup, word, mirrored, strip_budget, strip.budget - start
+                )
+                placed = place_word(word) if prefix is None else bool(prefix) and place_word(prefix)
+                if placed:
+                    strip.spans.append((start, strip.cursor))
+                    strip.counts.append(strip.cursor - start)
+                if prefix is not None or not placed:
                     strip.overflow = words_left
                     break
-                strip.spans.append((start, strip.cursor))
-                strip.counts.append(strip.cursor - start)
                 words_left -= 1
             if reverse_words:
                 strip.spans[first_span:] = strip.spans[first_span:][::-1]
+
+    def _prefix_if_too_wide(
+        self, setup, word: str, mirrored: bool, strip_budget: int, space: int
+    ) -> str | None:
+        """None if `word` fits an empty strip; else its longest prefix of whole pairs that fits
+        in `space` patches ("" if none does). Measures at most `strip_budget` + 1 patches of
+        pairs, so a word of any length costs no more than one strip. The prefix is the word's
+        start in text order (a mirrored right-to-left word keeps its first pairs too)."""
+        if _word_cache.get(((self._word_key, mirrored), word)) is not None:
+            return None  # only words that fit a strip are cached
+        pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
+        used, fitting = 0, 0
+        for pair in pairs:
+            used += self._pair_patches(setup, pair)
+            if used > strip_budget:
+                break
+            if used <= space:
+                fitting += 1
+        else:
+            return None
+        kept = pairs[:fitting]
+        if self.render_mode == "word_bigram" and kept:  # overlapping pairs share a unit
+            return "".join(kept[0]) + "".join(pair[-1] for pair in kept[1:])
+        return "".join("".join(pair) for pair in kept)
+
+    def _pair_patches(self, setup, pair: tuple[str, ...]) -> int:
+        if self.cache_size:
+            return self._pair_ink(setup, pair).num_patches
+        layouts, num_patches, _ = self._measure_pair(setup, pair)
+        self._free_layouts(setup, layouts)
+        return num_patches
 
     def _draw_word_on_strip(
         self, setup, word: str, mirrored: bool, strip: _Strip, canvas: _Canvas
@@ -1034,28 +1161,76 @@ class PixelM4TextRenderer(ImageProcessingMixin):
     def _place_word(
         self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
     ) -> bool:
-        """The cached path: composites the word's coverage at the cursor (see "The caches")."""
-        word_ink = self._word_ink(setup, word, mirrored)
+        """The cached path: composites the word's coverage at the cursor (see "The caches").
+
+        A word seen for the first time is composed on the strip pair by pair from the pair
+        cache (itself composed from cached units); the word cache takes a word the second time
+        it is seen, so a stream of rare words never pays for building and evicting entries.
+        """
+        key = ((self._word_key, mirrored), word)
+        word_ink = _lru_get(_word_cache, key)
+        if word_ink is None:
+            if not (self.word_cache_size and _lru_get(_seen_words, key)):
+                if self.word_cache_size:  # remembers 4x as many words as the cache holds
+                    _lru_put(_seen_words, key, True, 4 * self.word_cache_size)
+                return self._place_pairs(setup, word, mirrored, strip, alpha)
+            word_ink = self._word_ink(setup, word, mirrored)
         if strip.cursor + word_ink.num_patches > strip.budget:
             return False
         origin = strip.cursor * self.pixels_per_patch
-        ink = word_ink.ink
-        x, width = origin + ink.offset, ink.alpha.shape[1]
-        if width:
-            if strip.ink_end <= x and x + width <= alpha.shape[1]:
-                alpha[:, x : x + width] = ink.alpha  # nothing drawn there yet: a copy is exact
-            elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
-                start, stop = max(x, 0), min(x + width, alpha.shape[1])
-                alpha[:, start:stop] = self._draw_word_over(
-                    setup, word, mirrored, alpha[:, start:stop], origin - start
-                )
-            else:
-                _over_into(alpha, ink.alpha, x)
-            strip.ink_end = max(strip.ink_end, x + width)
+        region = self._composite(word_ink.ink, origin, strip, alpha)
+        if region is not None:
+            start, stop = region
+            alpha[:, start:stop] = self._draw_word_over(
+                setup, word, mirrored, alpha[:, start:stop], origin - start
+            )
         strip.cursor += word_ink.num_patches
         if word_ink.missing:
             strip.add_missing(word_ink.missing, word_ink.missing_text)
         return True
+
+    def _place_pairs(
+        self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
+    ) -> bool:
+        """Composites a word's pairs one by one at their patch boundaries."""
+        pairs = _word_pairs(word, self.render_mode, self.group_graphemes, mirrored)
+        inks = [self._pair_ink(setup, pair) for pair in pairs]
+        if strip.cursor + sum(pair_ink.num_patches for pair_ink in inks) > strip.budget:
+            return False
+        patch = self.pixels_per_patch
+        for pair, pair_ink in zip(pairs, inks, strict=True):
+            origin = strip.cursor * patch
+            region = self._composite(pair_ink.ink, origin, strip, alpha)
+            if region is not None:
+                start, stop = region
+                layouts, _, _ = self._measure_pair(setup, pair)
+                try:
+                    placed = self._placements(layouts, origin - start)
+                    alpha[:, start:stop] = self._draw_placed(setup, alpha[:, start:stop], placed)
+                finally:
+                    self._free_layouts(setup, layouts)
+            strip.cursor += pair_ink.num_patches
+            if pair_ink.missing:
+                strip.add_missing(pair_ink.missing, pair_ink.text)
+        return True
+
+    def _composite(self, ink: _Ink, origin: int, strip: _Strip, alpha: np.ndarray):
+        """Composites `ink` (a word's or a pair's, at `origin`) onto the strip's coverage: a
+        copy where nothing is below, else pixman's OVER. Where fragile pixels would land on
+        ink it returns the [start, stop) columns for cairo to draw instead (see "The
+        caches")."""
+        x, width = origin + ink.offset, ink.alpha.shape[1]
+        if not width:
+            return None
+        if strip.ink_end <= x and x + width <= alpha.shape[1]:
+            alpha[:, x : x + width] = ink.alpha  # nothing drawn there yet: a copy is exact
+        elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
+            strip.ink_end = max(strip.ink_end, x + width)
+            return max(x, 0), min(x + width, alpha.shape[1])
+        else:
+            _over_into(alpha, ink.alpha, x)
+        strip.ink_end = max(strip.ink_end, x + width)
+        return None
 
     @staticmethod
     def _fragile_pixels_inked(alpha: np.ndarray, x: int, fragile, ink_end: int) -> bool:
@@ -1119,29 +1294,56 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         return word_ink
 
     def _pair_ink(self, setup: _FontSetup, pair: tuple[str, ...]) -> _PairInk:
+        """A pair composed from its units' cached ink, side by side by advance width (the
+        published rule); cairo draws it only where units overlap on fragile pixels."""
         key = (self._setup_key, pair)
         cached = _lru_get(_pair_cache, key)
         if cached is not None:
             return cached
-        layouts, num_patches, missing = self._measure_pair(setup, pair)
-        try:
-            placed = self._placements(layouts, 0)
-            units = [self._unit_ink(setup, layout, x, y) for layout, x, y in placed]
-            ink, exact = _assemble(units, self.pixels_per_patch)
-            if not exact:
-                shifted = [(layout, x - ink.offset, y) for layout, x, y in placed]
-                ink.alpha = self._draw_placed(setup, np.zeros_like(ink.alpha), shifted)
-        finally:
-            self._free_layouts(setup, layouts)
+        pieces, x, missing = [], 0, 0
+        for unit in pair:
+            unit_ink = self._unit(setup, unit)
+            ink = unit_ink.ink
+            pieces.append(_Ink(x + ink.offset, ink.alpha, ink.fragile))
+            x += unit_ink.width
+            missing += unit_ink.missing
+        ink, exact = _assemble(pieces, self.pixels_per_patch)
+        if not exact:
+            layouts, _, _ = self._measure_pair(setup, pair)
+            try:
+                placed = self._placements(layouts, -ink.offset)
+                ink.alpha = self._draw_placed(setup, np.zeros_like(ink.alpha), placed)
+            finally:
+                self._free_layouts(setup, layouts)
+        num_patches = max(1, math.ceil(x / self.pixels_per_patch))
         pair_ink = _PairInk(ink, num_patches, missing, "".join(pair))
         _lru_put(_pair_cache, key, pair_ink, self.cache_size)
         return pair_ink
+
+    def _unit(self, setup: _FontSetup, unit: str) -> _UnitInk:
+        """One unit shaped alone: its ink drawn at x = 0 (glyphs land on whole pixels, so
+        it is the same at any integer x), advance width and missing glyphs."""
+        key = (self._setup_key, unit)
+        cached = _lru_get(_unit_cache, key)
+        if cached is not None:
+            return cached
+        layout = setup.layout(unit)
+        try:
+            width, height = setup.logical_size(layout)
+            y = self.pixels_per_patch / 2 - height / 2 - 2
+            unit_ink = _UnitInk(
+                self._unit_ink(setup, layout, 0, y), width, setup.unknown_glyphs(layout)
+            )
+        finally:
+            setup.free(layout)
+        _lru_put(_unit_cache, key, unit_ink, self.cache_size)
+        return unit_ink
 
     def _unit_ink(self, setup: _FontSetup, layout, x: int, y: float) -> _Ink:
         """The coverage of `layout` drawn alone at (x, y), cropped to its inked columns."""
         left, right = setup.ink_columns(layout)
         margin = 4  # px around Pango's ink box; doubled while ink touches the canvas edge
-        while True:
+        for _ in range(_MAX_MARGIN_DOUBLINGS):  # bounded: ink never runs far past Pango's box
             origin = x + left - margin  # canvas column 0 in the caller's coordinates
             empty = np.zeros((self.pixels_per_patch, right - left + 2 * margin), dtype=np.uint8)
             alpha = self._draw_placed(setup, empty, [(layout, x - origin, y)])  # integer shift
@@ -1189,22 +1391,47 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         total_words = sum(len(ranges) for ranges in word_ranges)
         with _lock:
             setup = self._setup()
-            kept = self._continuous_words_that_fit(setup, texts, word_ranges)
-            strip = _Strip(budget=self.max_seq_length - 1, overflow=total_words - kept)
+            # Texts that fit (the usual case) are shaped once, measured and drawn from the same
+            # layout, as the published renderer does; only the others are searched.
+            layouts = self._layouts_if_they_fit(setup, texts)
+            if layouts is not None:
+                parts, overflow = list(zip(texts, word_ranges, strict=True)), 0
+            else:
+                parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
+                layouts = [None] * len(parts)
+            strip = _Strip(budget=self.max_seq_length - 1, overflow=overflow)
             canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
             try:
-                for index, (text, ranges) in enumerate(zip(texts, word_ranges, strict=True)):
+                for index, ((drawn, ranges), layout) in enumerate(zip(parts, layouts, strict=True)):
                     if index == 1:
                         strip.black.append(strip.cursor)
                         strip.cursor += 1
-                    count = min(len(ranges), max(0, kept))
-                    kept -= len(ranges)
-                    drawn = _continuous_prefix(text, ranges, count)
-                    self._draw_continuous_segment(setup, canvas, drawn, ranges[:count], strip)
+                    self._draw_continuous_segment(setup, canvas, drawn, ranges, strip, layout)
                 alpha = canvas.alpha()
             finally:
                 canvas.close()
+                for layout in layouts:
+                    if layout is not None:
+                        setup.free(layout)
         return self._finish(alpha, strip, total_words)
+
+    def _layouts_if_they_fit(self, setup: _FontSetup, texts: list[str]) -> list | None:
+        """The texts' layouts (None for an empty text) if text, [separator,] text_pair and the
+        end patch fit the strip; else None (nothing kept)."""
+        if any(len(text) > _MAX_LAYOUT_CHARS for text in texts):
+            return None
+        layouts = [setup.layout(text) if text else None for text in texts]
+        patches = 0
+        for layout in layouts:
+            if layout is not None:
+                width, _ = setup.logical_size(layout)
+                patches += math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
+        if patches + len(texts) <= self.max_seq_length:
+            return layouts
+        for layout in layouts:
+            if layout is not None:
+                setup.free(layout)
+        return None
 
     def _continuous_patches(self, setup: _FontSetup, text: str) -> int:
         if not text:
@@ -1214,33 +1441,67 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         setup.free(layout)
         return math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
 
-    def _continuous_words_that_fit(self, setup: _FontSetup, texts, word_ranges) -> int:
-        """The largest number of leading words (text, then text_pair) whose strip fits."""
+    def _continuous_words_that_fit(self, setup: _FontSetup, texts, word_ranges):
+        """What to draw of each text (text, then text_pair) and its word ranges, for the
+        largest number of leading words whose strip fits; and the overflow (words not drawn
+        whole).
 
-        def fits(count: int) -> bool:
-            patches = 0
+        As in the bigram modes, a word wider than a whole strip is cut to its longest prefix of
+        grapheme clusters that fits instead of being dropped. Searches gallop (1, 2, 4, ...
+        words or clusters, then bisect), so Pango never measures much more than a strip: a
+        layout past ~2.1 million px reports nonsense widths, and shaping a huge text is slow.
+        """
+
+        def first_words(count: int) -> list[tuple[str, list]]:
+            parts = []
             for text, ranges in zip(texts, word_ranges, strict=True):
                 kept = min(len(ranges), max(0, count))
                 count -= len(ranges)
-                patches += self._continuous_patches(setup, _continuous_prefix(text, ranges, kept))
+                parts.append((_continuous_prefix(text, ranges, kept), ranges[:kept]))
+            return parts
+
+        def fits(parts) -> bool:
+            if any(len(text) > _MAX_LAYOUT_CHARS for text, _ in parts):
+                return False
+            patches = sum(self._continuous_patches(setup, text) for text, _ in parts)
             return patches + len(texts) - 1 + 1 <= self.max_seq_length
 
-        low, high = 0, sum(len(ranges) for ranges in word_ranges)
-        if fits(high):
-            return high
-        while low < high:  # fits(0) holds unless a text has no words (only spaces)
-            middle = (low + high + 1) // 2
-            if fits(middle):
-                low = middle
-            else:
-                high = middle - 1
-        return low
+        total = sum(len(ranges) for ranges in word_ranges)
+        count = _longest_prefix(lambda n: fits(first_words(n)), total)
+        parts = first_words(count)
+        if count < total:  # is the first word that does not fit wider than an empty strip?
+            index = next(i for i in range(len(texts)) if len(parts[i][1]) < len(word_ranges[i]))
+            text, (start, end) = texts[index], word_ranges[index][len(parts[index][1])]
+            clusters = _units(text[start:end], group_graphemes=True)
 
-    def _draw_continuous_segment(self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip):
-        if not text:
+            def with_prefix(parts, n: int):
+                stop = start + sum(len(cluster) for cluster in clusters[:n])
+                cut = list(parts)
+                cut[index] = (text[:stop], [*parts[index][1], (start, stop)])
+                return cut
+
+            def alone(n: int):  # the word's first n clusters on an empty strip
+                cut = [("", [])] * len(texts)
+                word = "".join(clusters[:n])
+                cut[index] = (word, [(0, len(word))])
+                return cut
+
+            if _longest_prefix(lambda n: fits(alone(n)), len(clusters)) < len(clusters):
+                kept = _longest_prefix(lambda n: fits(with_prefix(parts, n)), len(clusters))
+                if kept:
+                    parts = with_prefix(parts, kept)
+        return parts, total - count
+
+    def _draw_continuous_segment(
+        self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip, layout=None
+    ):
+        """Draws `text` (with its `layout` if already shaped) at the cursor; word spans."""
+        if not text or len(text) > _MAX_LAYOUT_CHARS:  # nothing, or only spaces, too many to fit
             return
         patch = self.pixels_per_patch
-        layout = setup.layout(text)
+        owned = layout is None
+        if owned:
+            layout = setup.layout(text)
         try:
             width, height = setup.logical_size(layout)
             num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
@@ -1253,7 +1514,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             if missing:
                 strip.add_missing(missing, text.strip()[:20])
             for start, end in _byte_ranges(text, ranges):
-                x0, x1 = self._word_extent(setup, layout, text, start, end)
+                x0, x1 = setup.x_range(layout, start, end)
                 first = strip.cursor + min(
                     num_patches - 1, max(0, math.floor((x0 + _CONTINUOUS_MARGIN) / patch))
                 )
@@ -1261,22 +1522,8 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 strip.spans.append((first, max(first + 1, last)))
             strip.cursor += num_patches
         finally:
-            setup.free(layout)
-
-    @staticmethod
-    def _word_extent(setup, layout, text: str, start: int, end: int) -> tuple[float, float]:
-        """Pixel x-range of the characters in byte range [start, end) (any direction)."""
-        ffi, pango = setup.native.ffi, setup.native.pango
-        position = ffi.new("PangoRectangle *")
-        encoded = text.encode("utf-8")
-        last_char_start = end - 1
-        while last_char_start > start and (encoded[last_char_start] & 0xC0) == 0x80:
-            last_char_start -= 1
-        xs = []
-        for index in (start, last_char_start):
-            pango.pango_layout_index_to_pos(layout, index, position)
-            xs += [position.x / _PANGO_SCALE, (position.x + position.width) / _PANGO_SCALE]
-        return min(xs), max(xs)
+            if owned:
+                setup.free(layout)
 
     # ----------------------------------------------------------------------------- shared
     def _finish(self, alpha: np.ndarray, strip: _Strip, num_words: int) -> RenderedText:
@@ -1322,8 +1569,13 @@ def _flag(name: str, value) -> bool:
 
 
 def _positive_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not value > 0
+    ):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return value
 
 
@@ -1339,20 +1591,146 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
+def _check_sizes(pixels_per_patch: int, max_seq_length: int, font_size_px: float):
+    """Sizes that reach cairo and Pango, checked against their limits before anything is drawn."""
+    if pixels_per_patch > MAX_PIXELS_PER_PATCH:
+        raise ValueError(
+            f"pixels_per_patch must be at most {MAX_PIXELS_PER_PATCH}, got {pixels_per_patch}"
+        )
+    if pixels_per_patch * max_seq_length > MAX_STRIP_WIDTH:
+        raise ValueError(
+            f"the strip (pixels_per_patch * max_seq_length = {pixels_per_patch} * "
+            f"{max_seq_length} px) must be at most {MAX_STRIP_WIDTH} px wide (cairo's image "
+            f"limit is {_CAIRO_MAX_SIZE} px): lower max_seq_length to at most "
+            f"{MAX_STRIP_WIDTH // pixels_per_patch}"
+        )
+    if not 1 <= font_size_px <= _MAX_FONT_PATCHES * pixels_per_patch:
+        raise ValueError(
+            f"the font size in pixels (dpi / 72 * font_size = {font_size_px:g}) must lie in "
+            f"[1, {_MAX_FONT_PATCHES * pixels_per_patch}] ({_MAX_FONT_PATCHES} patch heights): "
+            "glyphs outside it are invisible or cut off"
+        )
+
+
 def _resolve_font_files(font_file) -> list[str]:
     if font_file is None:
         return default_font_files()
-    paths = [font_file] if isinstance(font_file, (str, os.PathLike)) else list(font_file)
+    if isinstance(font_file, (str, os.PathLike)):
+        paths = [font_file]
+    elif isinstance(font_file, (list, tuple)):
+        paths = list(font_file)
+    else:
+        raise TypeError(
+            "font_file must be a path (str or os.PathLike) or a list of paths, got "
+            f"{type(font_file).__name__}"
+        )
     if not paths:
         raise ValueError("font_file must name at least one font file")
     resolved = []
     for path in paths:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"font_file entries must be paths, got {type(path).__name__}")
-        if not os.path.isfile(path):
+        if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+            raise TypeError(
+                f"font_file entries must be paths (str or os.PathLike), got {type(path).__name__}"
+            )
+        if not os.path.exists(path):
             raise FileNotFoundError(f"font_file {os.fspath(path)!r} does not exist")
-        resolved.append(os.path.abspath(path))
+        if not os.path.isfile(path):
+            raise ValueError(f"font_file {os.fspath(path)!r} is not a regular file")
+        path = os.path.abspath(path)
+        check_font_file(path)
+        resolved.append(path)
     return resolved
+
+
+_checked_fonts: set[tuple] = set()
+_SFNT_VERSIONS = (b"\x00\x01\x00\x00", b"OTTO", b"true")
+
+
+def check_font_file(path: str) -> None:
+    """Raises ValueError unless `path` is an intact TrueType / OpenType font or collection.
+
+    Checked before fontconfig or FreeType read it: the sfnt header, every table lying inside the
+    file, and every table's checksum (the sfnt format's own integrity check), so truncated and
+    bit-flipped files and non-fonts (/etc/passwd, /dev/null) are rejected by name.
+    """
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key in _checked_fonts:
+        return
+    with open(path, "rb") as handle:
+        data = handle.read(_MAX_FONT_BYTES + 1)
+    if len(data) > _MAX_FONT_BYTES:
+        raise ValueError(f"font file {path!r} is larger than {_MAX_FONT_BYTES >> 20} MiB")
+    problem = _sfnt_problem(data)
+    if problem:
+        raise ValueError(f"font file {path!r} is not a valid TrueType/OpenType font: {problem}")
+    _checked_fonts.add(key)
+
+
+def _sfnt_problem(data: bytes) -> str | None:
+    if data[:4] == b"ttcf":
+        if len(data) < 12:
+            return "truncated collection header"
+        (count,) = struct.unpack_from(">I", data, 8)
+        if not 0 < count <= 1024 or len(data) < 12 + 4 * count:
+            return f"collection header names {count} fonts"
+        offsets = struct.unpack_from(f">{count}I", data, 12)
+    else:
+        offsets = (0,)
+    checked = set()
+    for offset in offsets:
+        if len(data) < offset + 12:
+            return f"truncated font header at byte {offset}"
+        if data[offset : offset + 4] not in _SFNT_VERSIONS:
+            return f"unknown sfnt version {data[offset : offset + 4]!r} at byte {offset}"
+        (num_tables,) = struct.unpack_from(">H", data, offset + 4)
+        if num_tables == 0 or len(data) < offset + 12 + 16 * num_tables:
+            return f"truncated table directory ({num_tables} tables)"
+        for index in range(num_tables):
+            tag, checksum, start, length = struct.unpack_from(
+                ">4sIII", data, offset + 12 + 16 * index
+            )
+            if start + length > len(data):
+                return f"table {tag!r} runs past the end of the file (truncated?)"
+            if (start, length) in checked:
+                continue  # tables shared by the faces of a collection
+            if _table_checksum(data, start, length, tag == b"head") != checksum:
+                return f"table {tag!r} fails its checksum (corrupted)"
+            checked.add((start, length))
+    return None
+
+
+def _table_checksum(data: bytes, start: int, length: int, is_head: bool) -> int:
+    """The sfnt table checksum: the sum of big-endian uint32s (zero-padded), mod 2**32; the
+    head table's checkSumAdjustment (its third uint32) is left out."""
+    table = data[start : start + length]
+    table += b"\0" * (-len(table) % 4)
+    words = np.frombuffer(table, dtype=">u4")
+    total = int(words.sum(dtype=np.uint64))
+    if is_head and len(words) > 2:
+        total -= int(words[2])
+    return total & 0xFFFFFFFF
+
+
+def saved_font_name(name, folder) -> str:
+    """A font entry of a saved config: a plain file name inside the model folder.
+
+    Saved configs name fonts by file name only (`to_json_file`); absolute paths and paths with
+    directories (``../``) would make loading a folder read files outside it, so they are
+    rejected. A `font_file=` argument given in code may still point anywhere.
+    """
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or os.path.basename(name) != name
+        or "\\" in name
+        or "\0" in name
+    ):
+        raise ValueError(
+            f"{folder}: the saved config names font file {name!r}; saved font entries must be "
+            "plain file names inside the model folder (no absolute paths, no directories, no '..')"
+        )
+    return name
 
 
 def _check_input(name: str, text, is_split_into_words: bool) -> str:
@@ -1378,6 +1756,13 @@ def _check_text(name: str, text) -> str:
         raise TypeError(f"{name} must be str, got bytes: decode it first (text.decode('utf-8'))")
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a str or a list of str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # lone surrogates ("\ud800") cannot reach Pango
+        raise ValueError(
+            f"{name} holds a lone surrogate U+{ord(text[error.start]):04X} at character "
+            f"{error.start}; it is not text (decode with errors='replace' to drop it)"
+        ) from None
     return text
 
 
@@ -1403,6 +1788,23 @@ def _as_batch(text, text_pair, is_split_into_words: bool = False) -> tuple[list,
     if isinstance(text_pair, (list, tuple)):
         raise ValueError("text_pair is a list but text is a single text")
     return [text], [text_pair]
+
+
+def _longest_prefix(fits, limit: int) -> int:
+    """The largest n in [0, limit] with fits(n), for a monotone `fits` with fits(0) assumed
+    true: gallops 1, 2, 4, ... then bisects, so fits is never asked about more than twice the
+    answer (+1) and at most ~2 log2(answer) + 2 times."""
+    low, high = 0, 1
+    while high <= limit and fits(high):
+        low, high = high, high * 2
+    high = min(high, limit + 1)  # fits(high) is false or high is past the limit
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _word_char_ranges(text: str) -> list[tuple[int, int]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -92,11 +93,9 @@ def read_conllu(path: str | Path) -> list[dict]:
                 raise ValueError(
                     f"{path}:{number}: HEAD {head} is outside 0..{len(rows)} (sentence length)"
                 )
-        if heads.count(0) != 1:
-            raise ValueError(
-                f"{path}:{first_line}: a sentence must have exactly one root (HEAD 0), "
-                f"got {heads.count(0)}"
-            )
+        problem = tree_problem(heads)
+        if problem:
+            raise ValueError(f"{path}:{first_line}: {problem}")
         sentences.append(
             {
                 "tokens": [row[1] for row in rows],
@@ -136,6 +135,23 @@ def read_conllu(path: str | Path) -> list[dict]:
     return sentences
 
 
+def tree_problem(heads: Sequence[int]) -> str | None:
+    """What makes `heads` (0 = root, i = the i-th word) not a tree, or None."""
+    if heads.count(0) != 1:
+        return f"a sentence must have exactly one root (HEAD 0), got {heads.count(0)}"
+    for word, head in enumerate(heads, 1):
+        if head == word:
+            return f"word {word} is its own head (a self-loop)"
+    for word in range(1, len(heads) + 1):
+        seen, node = set(), word
+        while node != 0:  # follow heads to the root; at most len(heads) steps
+            if node in seen:
+                return f"the heads form a cycle through word {node}"
+            seen.add(node)
+            node = heads[node - 1]
+    return None
+
+
 def load_splits(
     dataset_name: str | None,
     dataset_config_name: str | None,
@@ -161,9 +177,13 @@ def load_splits(
     suffix = suffixes.pop()
     if suffix in (".conll", ".conllu", ".txt"):
         reader = read_conllu if suffix == ".conllu" else read_conll
-        return datasets.DatasetDict(
-            {split: datasets.Dataset.from_list(reader(path)) for split, path in files.items()}
-        )
+        splits = {}
+        for split, path in files.items():
+            sentences = reader(path)
+            if not sentences:
+                raise ValueError(f"{split} file {path!r} holds no sentences")
+            splits[split] = datasets.Dataset.from_list(sentences)
+        return datasets.DatasetDict(splits)
     builders = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {})}
     builders[".jsonl"] = builders[".json"]
     if suffix not in builders:
@@ -171,7 +191,129 @@ def load_splits(
             f"unsupported data file format {suffix!r}: use .conll, .conllu, .csv, .tsv or .json"
         )
     builder, options = builders[suffix]
-    return datasets.load_dataset(builder, data_files=files, **options)
+    splits = {}
+    for split, path in files.items():  # one by one, so an error can name its file
+        try:
+            splits[split] = datasets.load_dataset(builder, data_files={split: path}, **options)[
+                split
+            ]
+        except Exception as error:
+            cause = error.__cause__ or error
+            raise ValueError(
+                f"{split} file {path!r} cannot be read as {suffix[1:]}: "
+                f"{type(cause).__name__}: {cause}"
+            ) from error
+        if not len(splits[split]):
+            raise ValueError(f"{split} file {path!r} holds no rows")
+    return datasets.DatasetDict(splits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Row checks: every row of every split is checked before training starts
+# ---------------------------------------------------------------------------------------------
+
+_TAG = re.compile(r"^(O|[BIES]-.+)$")  # IOB2 / BIOES, as seqeval reads them
+
+
+def _text_problem(name: str, text) -> str | None:
+    if not isinstance(text, str):
+        return f"{name} is {'missing' if text is None else type(text).__name__}"
+    if not clean_words(text):
+        return f"{name} has nothing to render (empty, spaces or control characters only)"
+    return None
+
+
+def classification_row_problem(row: dict, text: str, label: str, pair: str | None) -> str | None:
+    """Why a classification row cannot be used, or None."""
+    problem = _text_problem(text, row.get(text))
+    if problem is None and pair is not None:
+        problem = _text_problem(pair, row.get(pair))
+    if problem is None and (row.get(label) is None or str(row.get(label)).strip() == ""):
+        problem = f"{label} is missing"
+    return problem
+
+
+def token_row_problem(row: dict, tokens: str, fields: Sequence[str]) -> str | None:
+    """Why a row of a word-level task cannot be used: no tokens, a token with nothing to render
+    (U+200B, a lone no-break space), a label list of another length, a missing label."""
+    words = row.get(tokens)
+    if not isinstance(words, list) or not words:
+        return f"{tokens} is empty"
+    for index, word in enumerate(words):
+        if not isinstance(word, str) or not clean_words(word):
+            return (
+                f"token {index + 1} ({word!r}) has nothing to render (empty, spaces or "
+                "invisible/control characters only)"
+            )
+    for name in fields:
+        values = row.get(name)
+        if not isinstance(values, list) or len(values) != len(words):
+            count = len(values) if isinstance(values, list) else values
+            return f"{len(words)} tokens but {count} {name}"
+        if any(value is None or str(value).strip() == "" for value in values):
+            return f"a {name} entry is missing"
+    return None
+
+
+def ner_row_problem(row: dict, tokens: str, tags: str) -> str | None:
+    problem = token_row_problem(row, tokens, [tags])
+    if problem is None:
+        for index, tag in enumerate(row[tags]):
+            if isinstance(tag, str) and not _TAG.match(tag):
+                return f"tag {index + 1} ({tag!r}) is not a BIO tag (O, B-TYPE, I-TYPE)"
+    return problem
+
+
+def parsing_row_problem(row: dict, tokens: str, heads: str, deprels: str) -> str | None:
+    problem = token_row_problem(row, tokens, [heads, deprels])
+    if problem is None:
+        try:
+            values = [int(head) for head in row[heads]]
+        except (TypeError, ValueError):
+            return f"{heads} must be integers, got {row[heads][:10]}"
+        if not all(0 <= head <= len(values) for head in values):
+            return f"{heads} must lie in 0..{len(values)} (0 = root), got {values[:10]}"
+        problem = tree_problem(values)
+    return problem
+
+
+def check_rows(splits, problem, files: dict | None = None, skip: bool = False):
+    """Checks every row of every split with `problem(row) -> str | None` before training.
+
+    Invalid rows raise one ValueError naming the file (or split), their count and the first
+    few row numbers (1-based data rows; in a CSV/TSV file row N is line N + 1), or with
+    `skip` are dropped with a warning. Returns (splits, {split: number of rows dropped}).
+    """
+    import datasets
+
+    kept, skipped = {}, {}
+    for split, dataset in splits.items():
+        bad = [
+            (number, reason)
+            for number, row in enumerate(dataset, 1)
+            if (reason := problem(row)) is not None
+        ]
+        where = f"{split} file {files[split]!r}" if files and files.get(split) else f"{split} split"
+        if bad and not skip:
+            examples = "; ".join(f"row {number}: {reason}" for number, reason in bad[:5])
+            raise ValueError(
+                f"{where}: {len(bad)} invalid row(s) of {len(dataset)}, first: {examples}. "
+                "Fix them, or pass --skip_invalid_rows to leave them out (counted in the "
+                "results file)"
+            )
+        if bad:
+            logger.warning(
+                "%s: skipping %d invalid row(s), first: %s",
+                where,
+                len(bad),
+                ", ".join(str(number) for number, _ in bad[:5]),
+            )
+            dropped = {number - 1 for number, _ in bad}
+            dataset = dataset.select([i for i in range(len(dataset)) if i not in dropped])
+            if not len(dataset):
+                raise ValueError(f"{where}: every row is invalid; nothing is left to use")
+        kept[split], skipped[split] = dataset, len(bad)
+    return datasets.DatasetDict(kept), skipped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,11 +321,20 @@ def load_splits(
 # ---------------------------------------------------------------------------------------------
 
 
-def label_list(values) -> list[str]:
-    """Sorted label names seen in `values` (a list of labels or of label lists)."""
+def label_list(values, minimum: int = 1) -> list[str]:
+    """Sorted label names seen in `values` (a list of labels or of label lists); fewer than
+    `minimum` is an error (a classifier needs two: with one, transformers would silently
+    build a regression head)."""
     names = set()
     for value in values:
         names.update(value if isinstance(value, list) else [value])
+    if None in names:
+        raise ValueError("a label is missing (None); check_rows finds such rows first")
+    if len(names) < minimum:
+        raise ValueError(
+            f"the training split has {len(names)} distinct label(s) {sorted(map(str, names))}; "
+            f"at least {minimum} are needed"
+        )
     return sorted(str(name) for name in names)
 
 
@@ -766,9 +917,10 @@ def configure_evaluation(training_args, has_validation: bool) -> bool:
     return False
 
 
-def run_and_save(trainer, renderer, data: dict) -> dict:
+def run_and_save(trainer, renderer, data: dict, skipped_rows: dict | None = None) -> dict:
     """Train (the best checkpoint is restored with load_best_model_at_end), save model + renderer,
-    evaluate on validation and test, count truncation per split; writes all_results.json."""
+    evaluate on validation and test, count truncation (and rows skipped as invalid, from
+    `check_rows`) per split; writes all_results.json."""
     import time
 
     from transformers import EarlyStoppingCallback
@@ -788,6 +940,8 @@ def run_and_save(trainer, renderer, data: dict) -> dict:
     for split, dataset in data.items():
         for name, value in truncation_report(renderer, dataset).items():
             metrics[f"{split}_{name}"] = value
+    for split, count in (skipped_rows or {}).items():
+        metrics[f"{split}_skipped_invalid_rows"] = count
     metrics["total_runtime_seconds"] = round(time.perf_counter() - started, 1)
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics, combined=False)

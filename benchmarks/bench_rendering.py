@@ -1,25 +1,44 @@
-"""Rendering speed: uncached vs cached per render mode, against a base-size model's appetite.
+"""Rendering speed: texts/s and peak memory per render mode, next to the published renderers.
 
-    python benchmarks/bench_rendering.py                 # 2,000 sentences
-    python benchmarks/bench_rendering.py --num-sentences 500 --skip-model
+    python benchmarks/bench_rendering.py                      # all figures, ours only
+    python benchmarks/bench_rendering.py --published-python /usr/bin/python3 \
+        --published-pixel-m4 PIXEL_M4/src --published-pixel PIXEL/src
 
-Sentences (~100 characters, EN/HI/UK/ZH/TH/AR) are recombined from the clauses below with a
-fixed seed. "uncached" is cache_size=0: every character shaped with its own layout and drawn
-on one strip surface (the published renderer's way). "pairs" caches each distinct pair's
-coverage but assembles every word from its pairs (word_cache_size=0: the rate for words the
-word cache has not seen); "cached" is the default, pairs + whole words. Cached passes run after
-a warm-up pass over the same sentences, as in a training run where the vocabulary saturates;
-the best of --repeats passes is kept (the machine may be shared). "call" is the batched
-`renderer(texts, return_tensors="pt")` (batches of 8, float32 [8, 3, 16, 8464] out), cached.
-The model rate is a batch-8 forward of a base ViT-MAE (hidden 768, 12 layers) on 368x368 images
-(23 x 23 = 529 patches, mask_ratio 0) without grad. All rates are per second on one core.
+Corpora:
+* "cached": ~100-character sentences (EN/HI/UK/ZH/TH/AR, recombined from the clauses below with a
+  fixed seed; a small vocabulary), timed after a warm-up pass, best of --repeats: the rate once
+  every word is cached.
+* "unseen": texts of 14 words drawn without replacement from the 5,000th-50,000th most frequent
+  words of EN/HI/UK/ZH/RU (the `wordfreq` package's lists: `pip install -e '.[bench]'`), one
+  pass, so every word is new to the renderer. The unit/pair caches are warmed first with the
+  5,000 most frequent words of the same languages (the steady state of a long run, where the
+  characters and pairs of a script saturate quickly; the words themselves never do).
+
+Paths: "render" is `renderer.render(text)` one by one; "uncached" the same with cache_size=0
+(every character shaped with its own layout, the published renderer's way); "call f32" and "call
+u8" are one `renderer(texts, return_tensors="pt")` call on --batch texts of the cached corpus,
+float32 [B, 3, 16, 8464] or, where the renderer offers it, output_format="uint8" [B, 1, 16,
+8464]; "bare" is the uint8 -> float32 3-channel conversion alone of the same size (the floor of
+the float32 call). Peak memory of a call is tracemalloc's peak (numpy arrays included).
+
+The published renderers (ilkerkesen/pixel-m4 bigram, xplip/pixel continuous) run unmodified in
+their own environment through benchmarks/published_renderer.py, on the same texts and fonts,
+one by one (their only way); each of our figures is printed with the ratio to theirs. Without
+them the ratio is to our uncached path, measured in the same run.
 """
 
 import argparse
+import inspect
+import json
+import os
 import random
+import statistics
+import subprocess
 import time
+import tracemalloc
+import unicodedata
 
-from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer, cache_info
+from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer, cache_info, default_font_files
 
 CLAUSES = {
     "en": [
@@ -87,93 +106,158 @@ def make_sentences(count: int, length: int = 100, seed: int = 0) -> list[str]:
     return sentences
 
 
-def sentences_per_second(renderer: PixelM4TextRenderer, sentences: list[str]) -> float:
+def per_second(count: int, function, *args) -> float:
     start = time.perf_counter()
-    for sentence in sentences:
-        renderer.render(sentence)
-    return len(sentences) / (time.perf_counter() - start)
+    function(*args)
+    return count / (time.perf_counter() - start)
 
 
-def batched_sentences_per_second(renderer: PixelM4TextRenderer, sentences, batch_size=8) -> float:
+def render_all(renderer: PixelM4TextRenderer, texts: list[str]):
+    for text in texts:
+        renderer.render(text)
+
+
+def best_of(repeats: int, count: int, function, *args) -> float:
+    return max(per_second(count, function, *args) for _ in range(repeats))
+
+
+def unseen_texts(count: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(`count` texts of 14 new words each, warm-up texts of the 5,000 most frequent words)."""
+    from wordfreq import top_n_list
+
+    def is_word(word: str) -> bool:  # letters and marks only: no numbers, symbols, emoji
+        return all(unicodedata.category(char)[0] in "LM" for char in word)
+
+    rng = random.Random(seed)
+    texts, warm_up = [], []
+    languages = ("en", "hi", "uk", "zh", "ru")
+    for language in languages:
+        ranked = [word for word in top_n_list(language, 50000) if is_word(word)]
+        rare, frequent = ranked[5000:], ranked[:5000]
+        rng.shuffle(rare)
+        per_language = count // len(languages)
+        texts += [" ".join(rare[i * 14 : (i + 1) * 14]) for i in range(per_language)]
+        warm_up += [" ".join(frequent[i : i + 14]) for i in range(0, len(frequent), 14)]
+    rng.shuffle(texts)
+    return texts, warm_up
+
+
+def published_rate(args, mode: str, texts: list[str]) -> dict | None:
+    """The published renderer's texts/s (one by one) and peak RSS, or None if not configured."""
+    source = {"bigram": args.published_pixel_m4, "continuous": args.published_pixel}.get(mode)
+    if not (source and args.published_python):
+        return None
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_renderer.py")
+    command = [args.published_python, script, "--source", source, "--renderer", mode]
+    command += ["--repeats", "2", "--fonts", *default_font_files()]
+    result = subprocess.run(
+        command, input=json.dumps(texts), capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout)
+
+
+def call_rate(renderer, texts: list[str], **options) -> tuple[float, float]:
+    """(texts/s, peak MB) of one batch call."""
+    tracemalloc.start()
     start = time.perf_counter()
-    for index in range(0, len(sentences), batch_size):
-        renderer(sentences[index : index + batch_size], return_tensors="pt")
-    return len(sentences) / (time.perf_counter() - start)
+    renderer(texts, return_tensors="pt", **options)
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return len(texts) / elapsed, peak / 1e6
 
 
-def best_of(repeats: int, measure, *args) -> float:
-    return max(measure(*args) for _ in range(repeats))
-
-
-def model_samples_per_second(batches: int) -> float:
+def bare_conversion_seconds(batch: int, patch: int, length: int) -> float:
+    """uint8 [B, 1, P, W] -> float32 [B, 3, P, W] / 255: the floor of a float32 batch."""
     import torch
-    from transformers import ViTMAEConfig, ViTMAEModel
 
-    torch.manual_seed(0)
-    config = ViTMAEConfig(image_size=368, patch_size=16, mask_ratio=0.0)  # base size defaults
-    model = ViTMAEModel(config).eval()
-    images = torch.rand(8, 3, 368, 368)
-    with torch.no_grad():
-        model(pixel_values=images)  # warm-up
-        start = time.perf_counter()
-        for _ in range(batches):
-            model(pixel_values=images)
-    return 8 * batches / (time.perf_counter() - start)
+    strips = torch.full((batch, 1, patch, patch * length), 255, dtype=torch.uint8)
+    start = time.perf_counter()
+    strips.float().div_(255).expand(-1, 3, -1, -1).contiguous()
+    return time.perf_counter() - start
+
+
+def ratio(ours: float, theirs: float | None) -> str:
+    return "" if not theirs else f"{ours / theirs:.1f}x"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--num-sentences", type=int, default=2000)
-    parser.add_argument(
-        "--uncached-sentences",
-        type=int,
-        default=None,
-        help="sentences timed on the slow uncached path (default: all)",
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="cached passes (best is kept)")
-    parser.add_argument("--model-batches", type=int, default=2)
-    parser.add_argument("--skip-model", action="store_true", help="skip the ViT-MAE timing")
+    parser.add_argument("--num-sentences", type=int, default=1000, help="cached corpus size")
+    parser.add_argument("--unseen-texts", type=int, default=500, help="unseen-word texts")
+    parser.add_argument("--batch", type=int, default=1000, help="texts per batch call")
+    parser.add_argument("--repeats", type=int, default=3, help="passes of cached timings")
+    parser.add_argument("--modes", nargs="+", default=["bigram", "word_bigram", "continuous"])
+    parser.add_argument("--published-python", help="a Python with PyGObject + pycairo")
+    parser.add_argument("--published-pixel-m4", help="src/ of an ilkerkesen/pixel-m4 checkout")
+    parser.add_argument("--published-pixel", help="src/ of an xplip/pixel checkout")
     args = parser.parse_args()
 
     sentences = make_sentences(args.num_sentences)
-    uncached_sentences = sentences[: args.uncached_sentences or len(sentences)]
+    unseen, warm_up = unseen_texts(args.unseen_texts)
+    batch = (sentences * (args.batch // len(sentences) + 1))[: args.batch]
     print(
-        f"{len(sentences)} sentences, {sum(map(len, sentences)) / len(sentences):.0f} "
-        "characters on average (EN/HI/UK/ZH/TH/AR)"
+        f"cached corpus: {len(sentences)} sentences, {statistics.mean(map(len, sentences)):.0f} "
+        f"characters on average; unseen corpus: {len(unseen)} texts of 14 new words "
+        f"(EN/HI/UK/ZH/RU, {statistics.mean(map(len, unseen)):.0f} characters on average); "
+        f"batch calls: {len(batch)} texts"
     )
-    rows = []
-    for mode in ("bigram", "word_bigram", "continuous"):
-        uncached = sentences_per_second(
-            PixelM4TextRenderer(render_mode=mode, cache_size=0), uncached_sentences
-        )
-        pairs_only = PixelM4TextRenderer(render_mode=mode, word_cache_size=0)
-        sentences_per_second(pairs_only, sentences)  # warm-up: fills the pair cache
-        pairs = best_of(args.repeats, sentences_per_second, pairs_only, sentences)
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    one_by_one, calls = [], []
+    for mode in args.modes:
+        uncached = PixelM4TextRenderer(render_mode=mode, cache_size=0)
         renderer = PixelM4TextRenderer(render_mode=mode)
-        sentences_per_second(renderer, sentences)  # warm-up: fills the word cache
-        cached = best_of(args.repeats, sentences_per_second, renderer, sentences)
-        call = best_of(args.repeats, batched_sentences_per_second, renderer, sentences)
-        rows.append((mode, uncached, pairs, cached, call))
+        render_all(renderer, warm_up)  # units and pairs of the scripts, not the timed words
+        unseen_rate = per_second(len(unseen), render_all, renderer, unseen)
+        unseen_uncached = per_second(len(unseen), render_all, uncached, unseen)
+        render_all(renderer, sentences)  # warm-up: every word cached
+        cached_rate = best_of(args.repeats, len(sentences), render_all, renderer, sentences)
+        cached_uncached = per_second(len(sentences), render_all, uncached, sentences)
+        published_unseen = published_rate(args, mode, unseen)
+        published_cached = published_rate(args, mode, sentences)
+        one_by_one.append((mode, "unseen", unseen_rate, unseen_uncached, published_unseen))
+        one_by_one.append((mode, "cached", cached_rate, cached_uncached, published_cached))
+        floor = bare_conversion_seconds(len(batch), renderer.pixels_per_patch, 529)
+        f32 = call_rate(renderer, batch)
+        u8 = None
+        if "output_format" in inspect.signature(renderer.__call__).parameters:
+            u8 = call_rate(renderer, batch, output_format="uint8")
+        published_batch = published_rate(args, mode, batch)
+        calls.append((mode, f32, u8, len(batch) / floor, published_batch))
 
-    model_rate = None if args.skip_model else model_samples_per_second(args.model_batches)
     print(
-        f"\n{'mode':<12} {'uncached/s':>10} {'pairs/s':>8} {'cached/s':>9} {'ratio':>6} "
-        f"{'call/s':>7} {'call/model':>10}"
+        "\nOne by one, render(text), texts/s (ratio: to the published renderer, else to uncached)"
     )
-    for mode, uncached, pairs, cached, call in rows:
-        versus_model = "" if model_rate is None else f"{call / model_rate:9.0f}x"
+    print("| mode | corpus | ours | uncached | published | ours / published | ours / uncached |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for mode, corpus, ours, uncached, published in one_by_one:
+        theirs = published["texts_per_second"] if published else None
+        shown = f"{theirs:.0f}" if theirs else "-"
         print(
-            f"{mode:<12} {uncached:10.0f} {pairs:8.0f} {cached:9.0f} {cached / uncached:5.1f}x "
-            f"{call:7.0f} {versus_model}"
+            f"| {mode} | {corpus} | {ours:.0f} | {uncached:.0f} | {shown} | "
+            f"{ratio(ours, theirs) or '-'} | {ratio(ours, uncached)} |"
         )
-    if model_rate is not None:
-        print(f"\nViT-MAE base forward (batch 8, 529 patches, no grad): {model_rate:.2f} samples/s")
-    info = cache_info()
+    print(f"\nBatch call, {len(batch)} texts of the cached corpus, texts/s and peak MB")
     print(
-        f"caches after the run: {info['pairs']} pairs ({info['pair_array_bytes'] / 1e6:.1f} MB of "
-        f"arrays), {info['words']} words ({info['word_array_bytes'] / 1e6:.1f} MB of arrays)"
+        "| mode | float32 | peak MB | uint8 | peak MB | bare f32 conversion | f32 call time / "
+        "bare | published loop | uint8 / published |"
     )
-    print("continuous mode has no cache (one layout per text): its columns measure the same path.")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mode, f32, u8, bare, published in calls:
+        theirs = published["texts_per_second"] if published else None
+        u8_rate, u8_peak = (f"{u8[0]:.0f}", f"{u8[1]:.0f}") if u8 else ("-", "-")
+        print(
+            f"| {mode} | {f32[0]:.0f} | {f32[1]:.0f} | {u8_rate} | {u8_peak} | {bare:.0f} | "
+            f"{bare / f32[0]:.2f}x | {f'{theirs:.0f}' if theirs else '-'} | "
+            f"{ratio(u8[0], theirs) if u8 and theirs else '-'} |"
+        )
+    info = cache_info()
+    array_mb = sum(info[f"{kind}_array_bytes"] for kind in ("unit", "pair", "word")) / 1e6
+    print(
+        f"\ncaches after the run: {info['units']} units, {info['pairs']} pairs, "
+        f"{info['words']} words ({array_mb:.1f} MB of arrays); "
+        f"load average after: {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ from pixel_m4.tasks_pixel_m4 import (
     SAMPLE_TRAINING,
     DropoutArguments,
     SequenceClassificationCollator,
+    check_rows,
     check_splits,
     classification_metrics,
+    classification_row_problem,
     configure_evaluation,
     encode_labels,
     label_list,
@@ -130,6 +132,13 @@ class ClassificationArguments:
     early_stopping_patience: int = field(
         default=20, metadata={"help": "Evaluations without improvement before stopping."}
     )
+    skip_invalid_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave out invalid rows (missing text or label, nothing to render, ...) "
+            "instead of stopping before training; their count per split goes to all_results.json."
+        },
+    )
 
 
 def main():
@@ -139,15 +148,21 @@ def main():
     training_args.remove_unused_columns = False  # the collator renders the "text" column
     set_seed(training_args.seed)
 
-    splits = load_splits(
-        args.dataset_name,
-        args.dataset_config_name,
-        {"train": args.train_file, "validation": args.validation_file, "test": args.test_file},
-    )
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    splits = load_splits(args.dataset_name, args.dataset_config_name, files)
+    files = None if args.dataset_name else files
     columns = [args.text_column, args.label_column]
     columns += [args.text_pair_column] if args.text_pair_column else []
     check_splits(splits, ["train"], columns)
-    labels = label_list(named_labels(splits["train"], args.label_column))
+    splits, skipped = check_rows(
+        splits,
+        lambda row: classification_row_problem(
+            row, args.text_column, args.label_column, args.text_pair_column
+        ),
+        files,
+        args.skip_invalid_rows,
+    )
+    labels = label_list(named_labels(splits["train"], args.label_column), minimum=2)
     label2id = {name: index for index, name in enumerate(labels)}
 
     def prepare(split):
@@ -182,7 +197,7 @@ def main():
         compute_metrics=classification_metrics,
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
     )
-    run_and_save(trainer, renderer, data)
+    run_and_save(trainer, renderer, data, skipped)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pixel_m4.tasks_pixel_m4 import (
     SAMPLE_TRAINING,
     DropoutArguments,
     WordTaskCollator,
+    check_rows,
     check_splits,
     configure_evaluation,
     encode_labels,
@@ -39,6 +40,7 @@ from pixel_m4.tasks_pixel_m4 import (
     load_task_model,
     parse_with_recipe,
     parsing_metrics,
+    parsing_row_problem,
     preprocess_parser_logits,
     run_and_save,
 )
@@ -162,6 +164,13 @@ class ParsingArguments:
     early_stopping_patience: int = field(
         default=5, metadata={"help": "Evaluations without improvement before stopping."}
     )
+    skip_invalid_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave out invalid rows (empty or invisible tokens, heads that are not a tree, nothing to render, ...) "
+            "instead of stopping before training; their count per split goes to all_results.json."
+        },
+    )
 
 
 def main():
@@ -171,13 +180,18 @@ def main():
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
 
-    splits = load_splits(
-        args.dataset_name,
-        args.dataset_config_name,
-        {"train": args.train_file, "validation": args.validation_file, "test": args.test_file},
-    )
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    splits = load_splits(args.dataset_name, args.dataset_config_name, files)
     columns = [args.tokens_column, args.heads_column, args.deprels_column]
     check_splits(splits, ["train"], columns)
+    splits, skipped = check_rows(
+        splits,
+        lambda row: parsing_row_problem(
+            row, args.tokens_column, args.heads_column, args.deprels_column
+        ),
+        None if args.dataset_name else files,
+        args.skip_invalid_rows,
+    )
 
     def relation_names(split):
         rows = splits[split][args.deprels_column]
@@ -230,7 +244,7 @@ def main():
         ),
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
     )
-    run_and_save(trainer, renderer, data)
+    run_and_save(trainer, renderer, data, skipped)
 
 
 if __name__ == "__main__":

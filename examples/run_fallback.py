@@ -45,6 +45,7 @@ from pixel_m4.processing_pixel_m4 import (
     WORD_SEGMENTERS,
     PixelFallbackProcessor,
 )
+from pixel_m4.tasks_pixel_m4 import check_rows
 from pixel_m4.tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,13 @@ class FallbackArguments:
     )
     num_beams: int = field(default=2, metadata={"help": "Beam size for evaluation (paper: 2)."})
     eval_batch_size: int = field(default=16, metadata={"help": "Batch size for generation."})
+    skip_invalid_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave out pairs with a missing or empty src/tgt instead of stopping before "
+            "training; their count per split goes to eval_results.json."
+        },
+    )
 
 
 # The paper's training settings (Table 10) as defaults; every one can be overridden.
@@ -187,21 +195,60 @@ PAPER_TRAINING_DEFAULTS = dict(
 )
 
 
+def check_arguments(args: FallbackArguments) -> None:
+    """Numbers that would only fail late (mid-training, in evaluation) are checked first."""
+    for name in ("stage1_steps", "stage2_steps"):
+        if getattr(args, name) < 0:
+            raise ValueError(
+                f"--{name} must be >= 0 (0 skips the stage), got {getattr(args, name)}"
+            )
+    for name in ("num_beams", "eval_batch_size", "max_new_tokens", "lora_r", "eval_per_language"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("max_train_samples", "max_eval_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1 when given, got {getattr(args, name)}")
+    if not 0 <= args.lora_dropout < 1:
+        raise ValueError(f"--lora_dropout must be in [0, 1), got {args.lora_dropout}")
+
+
+def pair_problem(row: dict) -> str | None:
+    for column in ("src", "tgt"):
+        value = row.get(column)
+        if not isinstance(value, str) or not value.strip():
+            return f"{column} is {'missing' if value is None else 'empty'}"
+    return None
+
+
+def read_pair_file(path: str):
+    """One JSON lines / CSV / TSV file of pairs; errors name the file."""
+    extension = Path(path).suffix.lstrip(".")
+    builder = {"jsonl": "json", "tsv": "csv"}.get(extension, extension)
+    options = {"delimiter": "\t"} if extension == "tsv" else {}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    try:
+        pairs = load_dataset(builder, data_files=path, split="train", **options)
+    except Exception as error:
+        cause = error.__cause__ or error
+        raise ValueError(
+            f"data file {path!r} cannot be read as {builder}: {type(cause).__name__}: {cause}"
+        ) from error
+    if not len(pairs):
+        raise ValueError(f"data file {path!r} holds no pairs")
+    return pairs
+
+
 def load_pairs(args: FallbackArguments):
-    """(train, eval) datasets with columns src, tgt, src_lang."""
+    """(train, eval, {split: invalid rows skipped}) with columns src, tgt, src_lang; every row
+    is checked before training (a missing or empty src/tgt)."""
     languages = args.languages.split(",")
     if args.dataset_name:
         raw = load_dataset(args.dataset_name, args.dataset_config_name)
         train, evaluation = raw["train"], raw.get("validation", raw.get("test"))
     elif args.train_file:
-        files = {"train": args.train_file}
-        if args.validation_file:
-            files["validation"] = args.validation_file
-        extension = Path(args.train_file).suffix.lstrip(".")
-        builder = {"jsonl": "json", "tsv": "csv"}.get(extension, extension)
-        options = {"delimiter": "\t"} if extension == "tsv" else {}
-        raw = load_dataset(builder, data_files=files, **options)
-        train, evaluation = raw["train"], raw.get("validation")
+        train = read_pair_file(args.train_file)
+        evaluation = read_pair_file(args.validation_file) if args.validation_file else None
     else:  # the shipped sample: hold out the last pairs of every language
         files = [str(DATA_DIR / "parallel" / f"{code}-en.jsonl") for code in languages]
         parts = [load_dataset("json", data_files=path, split="train") for path in files]
@@ -216,21 +263,36 @@ def load_pairs(args: FallbackArguments):
         missing = {"src", "tgt"} - set(split.column_names)
         if missing:
             raise ValueError(f"{name} data lacks the columns {sorted(missing)}")
+    files = {"train": args.train_file, "evaluation": args.validation_file}
+    checked, skipped = check_rows(
+        {"train": train, "evaluation": evaluation},
+        pair_problem,
+        files if args.train_file else None,
+        args.skip_invalid_rows,
+    )
+    train, evaluation = checked["train"], checked["evaluation"]
     if "src_lang" not in train.column_names:
         if not args.source_language:
             raise ValueError("the data has no src_lang column: pass --source_language")
         train = train.add_column("src_lang", [args.source_language] * len(train))
         evaluation = evaluation.add_column("src_lang", [args.source_language] * len(evaluation))
     else:
+        present = sorted(set(train["src_lang"]))
         train = train.filter(lambda row: row["src_lang"] in languages)
         evaluation = evaluation.filter(lambda row: row["src_lang"] in languages)
+        for name, split in (("training", train), ("evaluation", evaluation)):
+            if not len(split):
+                raise ValueError(
+                    f"no {name} pairs are left for --languages {args.languages}: the data's "
+                    f"src_lang values are {present[:20]}"
+                )
     if args.max_train_samples:
         train = train.shuffle(seed=0).select(range(min(args.max_train_samples, len(train))))
     if args.max_eval_samples:
         evaluation = evaluation.shuffle(seed=0).select(
             range(min(args.max_eval_samples, len(evaluation)))
         )
-    return train, evaluation
+    return train, evaluation, skipped
 
 
 def prompt_template(tokenizer, language: str, use_chat_template: bool) -> str:
@@ -278,8 +340,10 @@ def main():
     args, training_args = parser.parse_args_into_dataclasses()
     if training_args.max_steps > 0:
         raise ValueError("--max_steps is not used: set --stage1_steps and --stage2_steps")
+    check_arguments(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
+    train, evaluation, skipped = load_pairs(args)  # bad data fails before any model loads
 
     llm_path = args.llm_name_or_path or tiny_causal_lm_path(
         pretrain_steps=args.tiny_llm_pretrain_steps
@@ -297,7 +361,6 @@ def main():
     llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
     model = PixelFallbackForCausalLM(PixelFallbackConfig.from_preset(preset), llm)
 
-    train, evaluation = load_pairs(args)
     space = "" if args.use_chat_template and tokenizer.chat_template else " "
 
     def add_prompt(row):
@@ -342,6 +405,7 @@ def main():
         word_segmenter=processor.word_segmenter,
         eval_pairs=len(evaluation),
     )
+    results.update({f"{split}_skipped_invalid_rows": count for split, count in skipped.items()})
     (output / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

@@ -23,6 +23,7 @@ from pixel_m4.tasks_pixel_m4 import (
     SAMPLE_TRAINING,
     DropoutArguments,
     WordTaskCollator,
+    check_rows,
     check_splits,
     configure_evaluation,
     encode_labels,
@@ -32,6 +33,7 @@ from pixel_m4.tasks_pixel_m4 import (
     load_task_model,
     named_labels,
     ner_metrics,
+    ner_row_problem,
     parse_with_recipe,
     run_and_save,
 )
@@ -128,6 +130,13 @@ class NerArguments:
     early_stopping_patience: int = field(
         default=5, metadata={"help": "Evaluations without improvement before stopping."}
     )
+    skip_invalid_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave out invalid rows (empty or invisible tokens, tags that are not BIO, nothing to render, ...) "
+            "instead of stopping before training; their count per split goes to all_results.json."
+        },
+    )
 
 
 def main():
@@ -137,12 +146,15 @@ def main():
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
 
-    splits = load_splits(
-        args.dataset_name,
-        args.dataset_config_name,
-        {"train": args.train_file, "validation": args.validation_file, "test": args.test_file},
-    )
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    splits = load_splits(args.dataset_name, args.dataset_config_name, files)
     check_splits(splits, ["train"], [args.tokens_column, args.tags_column])
+    splits, skipped = check_rows(
+        splits,
+        lambda row: ner_row_problem(row, args.tokens_column, args.tags_column),
+        None if args.dataset_name else files,
+        args.skip_invalid_rows,
+    )
     labels = label_list(named_labels(splits["train"], args.tags_column))
     label2id = {name: index for index, name in enumerate(labels)}
 
@@ -172,7 +184,7 @@ def main():
         compute_metrics=ner_metrics(model.config.id2label),
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
     )
-    run_and_save(trainer, renderer, data)
+    run_and_save(trainer, renderer, data, skipped)
 
 
 if __name__ == "__main__":

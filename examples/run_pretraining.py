@@ -244,6 +244,7 @@ def main():
         model_args.renderer_name_or_path or model_args.model_name_or_path,
         model_args.render_mode,
         model_args.font_file,
+        model.config.patch_size,
     )
     with training_args.main_process_first(desc="packing the corpus"):
         train_dataset, previews, probabilities = build_pretraining_dataset(

@@ -4,6 +4,7 @@ them, and folders saved before those settings existed."""
 
 import hashlib
 import json
+import unicodedata
 from importlib.metadata import version
 from pathlib import Path
 
@@ -76,6 +77,14 @@ def test_golden_strips_pixel_exact(golden, mode, options):
 )
 def test_is_rtl_majority_vote(text, expected):
     assert is_rtl(text) is expected
+
+
+def test_is_rtl_prefilter_covers_every_right_to_left_character():
+    from pixel_m4.rendering_pixel_m4 import _RTL_CHARACTER
+
+    strong = [chr(code) for code in range(0x110000) if code < 0xD800 or code > 0xDFFF]
+    strong = [char for char in strong if unicodedata.bidirectional(char) in ("R", "AL")]
+    assert len(strong) > 1000 and all(_RTL_CHARACTER.match(char) for char in strong)
 
 
 def test_word_pairs_mirrored():
