@@ -122,9 +122,9 @@ class PixelM4Config(PreTrainedConfig):
             "num_hidden_layers", "intermediate_size", "patch_size", "num_channels",
             "decoder_num_hidden_layers", "decoder_intermediate_size", "span_max_length",
         )  # fmt: skip
-        _check_probabilities(
-            self, "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"
-        )
+        _check_probabilities(self, "hidden_dropout_prob", "attention_probs_dropout_prob")
+        if self.classifier_dropout is not None:  # None: the heads use hidden_dropout_prob
+            _check_probabilities(self, "classifier_dropout")
         _check_heads("", self.hidden_size, self.num_attention_heads)
         _check_heads("decoder_", self.decoder_hidden_size, self.decoder_num_attention_heads)
         height, width = self.image_size
@@ -161,10 +161,6 @@ class PixelM4Config(PreTrainedConfig):
             raise ValueError(
                 f"span_spacing must be 'span' or an int >= 0, got {self.span_spacing!r}"
             )
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
         if self.pooling_mode not in ("mean", "cls", "max"):
             raise ValueError(
                 f"pooling_mode must be 'mean', 'cls' or 'max', got {self.pooling_mode!r}"
