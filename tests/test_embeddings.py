@@ -86,6 +86,9 @@ def test_pipeline_from_saved_folder_with_trust_remote_code(folder, renderer):
         PixelM4Model.from_pretrained(folder).eval().embed(TEXTS[:3], renderer, show_progress=False)
     )
     torch.testing.assert_close(torch.tensor(vectors), reference, atol=1e-5, rtol=1e-5)
+    # batched: full strips concatenated, then cut after the batch's longest text
+    batched = extractor(TEXTS[:3], batch_size=2)
+    torch.testing.assert_close(torch.tensor(batched), reference, atol=1e-5, rtol=1e-5)
     # Task inferred from config.custom_pipelines; several layers; batching; tensors.
     inferred = pipeline(model=str(folder), trust_remote_code=True)
     layered = inferred(TEXTS[:3], layers=[0, 2], normalize=False, return_tensors=True, batch_size=2)
