@@ -16,7 +16,6 @@ import torch
 
 from .configuration_pixel_m4 import PRESETS, PixelM4Config
 from .modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4PreTrainedModel
-from .pipeline_pixel_m4 import add_to_config as add_pipeline_to_config
 from .rendering_pixel_m4 import PixelM4TextRenderer
 
 # The modules a Hub repo of ours carries, so that every auto_map entry resolves there.
@@ -40,9 +39,7 @@ def save_hub_folder(
     `card_metadata` goes to `write_model_card` (e.g. base_model=..., datasets=[...]).
     """
     output_dir = Path(output_dir)
-    model.config.auto_map = remote_code_auto_map()
-    add_pipeline_to_config(model.config)
-    model.save_pretrained(output_dir)
+    model.save_pretrained(output_dir)  # + auto_map, custom_pipelines and their module files
     renderer.save_pretrained(output_dir)
     here = Path(__file__).resolve().parent
     for name in REMOTE_CODE_MODULES:
@@ -80,15 +77,38 @@ def push_hub_folder(
         return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
 
 
+# What a training run leaves in its output folder besides the final model: checkpoints (with
+# optimizer state), TensorBoard runs, reconstruction previews, the pickled arguments. Left out
+# by `upload_output_folder`; with the CLI:
+#   hf upload <repo_id> <output_dir> --exclude "checkpoint-*" "runs/*" "reconstructions/*" \
+#       "training_args.bin"
+TRAINING_LEFTOVERS = ("checkpoint-*", "runs/*", "reconstructions/*", "training_args.bin")
+
+
+def upload_output_folder(
+    output_dir: str | Path,
+    repo_id: str,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload PIXEL-M4 model",
+):
+    """Upload a run script's output folder (e.g. `run_pretraining.py`'s, which saves the final
+    model there as a Hub folder) without the training leftovers (`TRAINING_LEFTOVERS`)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=output_dir,
+        commit_message=commit_message,
+        ignore_patterns=list(TRAINING_LEFTOVERS),
+    )
+
+
 def remote_code_auto_map() -> dict[str, str]:
     """auto_map for every registered class, so one repo serves AutoModel, AutoModelFor*, ..."""
-    auto_map = {"AutoConfig": "configuration_pixel_m4.PixelM4Config"}
-    for cls in PixelM4PreTrainedModel.__subclasses__():
-        # setdefault: "AutoModel" stays the encoder (PixelM4Model, defined first) although the
-        # parser also registers it, so that a saved parser's own config maps AutoModel to it.
-        if cls._auto_class is not None:
-            auto_map.setdefault(cls._auto_class, f"modeling_pixel_m4.{cls.__name__}")
-    return auto_map
+    return PixelM4PreTrainedModel.remote_code_auto_map()
 
 
 def create_hub_folder(
@@ -123,13 +143,15 @@ def write_model_card(
     model: PixelM4PreTrainedModel | None = None,
     renderer: PixelM4TextRenderer | None = None,
     model_id: str | None = None,
+    task_section: str = "",
     **metadata,
 ) -> Path:
     """Write `model_card.md`, filled in, as `output_dir/README.md` (the Hub card).
 
     `metadata` updates the card's YAML header (e.g. `base_model="Team-PIXEL/pixel-m4"`,
     `datasets=[...]`, `language=[...]`, `license=...`, `tags=[...]`); None values are dropped.
-    `model_id` (default: the folder name) is what the usage snippets load. With `model` and
+    `model_id` (default: the folder name) is what the usage snippets load. `task_section`
+    (markdown) describes a fine-tuned model's task, labels and results. With `model` and
     `renderer`, the card gets example outputs (cosine similarities of sentence embeddings) as
     text and as static widget outputs.
     """
@@ -179,6 +201,12 @@ def write_model_card(
             f"{renderer.pixels_per_patch} px patches"
         ),
         "example_outputs": examples or "(written when the card is made from a model and renderer)",
+        "task_section": task_section,
+        "font_files": (
+            "the `.ttf` / `.ttc` files"
+            if renderer is None
+            else ", ".join(f"`{Path(path).name}`" for path in renderer.font_file)
+        ),
     }.items():
         text = text.replace("{{" + name + "}}", value)
     output_dir.mkdir(parents=True, exist_ok=True)

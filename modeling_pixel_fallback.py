@@ -30,7 +30,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import cached_file
 
 from .configuration_pixel_m4 import PixelFallbackConfig
-from .modeling_pixel_m4 import PixelM4Layer
+from .modeling_pixel_m4 import PixelM4Layer, as_model_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class PixelFallbackEncoder(PixelFallbackPreTrainedModel):
 
         `num_words` defaults to max(patch_word_ids) + 1."""
         check_packed_inputs(self.config, pixel_values, patch_word_ids)
+        pixel_values = as_model_pixels(pixel_values, self.config.num_channels)
         if num_words is None:
             num_words = int(patch_word_ids.max()) + 1
         hidden = self.embeddings(pixel_values, patch_word_ids)
@@ -160,9 +161,11 @@ def check_packed_inputs(config: PixelFallbackConfig, pixel_values, patch_word_id
             f"got {type(pixel_values).__name__}; build inputs with PixelFallbackProcessor"
         )
     rows, channels, height, width = pixel_values.shape
-    if channels != config.num_channels or height != size or width % size:
+    # uint8 is the renderer's compact format: one channel, 255 = white
+    expected_channels = config.num_channels if pixel_values.is_floating_point() else 1
+    if channels != expected_channels or height != size or width % size:
         raise ValueError(
-            f"pixel_values must have shape (rows, {config.num_channels}, {size}, {size} * patches), "
+            f"pixel_values must have shape (rows, {expected_channels}, {size}, {size} * patches), "
             f"got {tuple(pixel_values.shape)}"
         )
     if not isinstance(patch_word_ids, torch.Tensor) or tuple(patch_word_ids.shape) != (

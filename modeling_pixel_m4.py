@@ -43,6 +43,16 @@ def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     return patches.permute(0, 3, 2, 4, 1).reshape(batch, width // patch_size, -1)
 
 
+def as_model_pixels(pixel_values: torch.Tensor, num_channels: int) -> torch.Tensor:
+    """The renderer's compact format (uint8 [B, 1, P, W], 255 = white; any integer dtype, as
+    `datasets`' torch format turns uint8 into int64) -> float32 [B, C, P, W] in [0, 1] on the
+    tensor's own device, exactly what `output_format="float32"` gives; float pixels pass
+    through unchanged."""
+    if pixel_values.is_floating_point():
+        return pixel_values
+    return (pixel_values.to(torch.float32) / 255).expand(-1, num_channels, -1, -1)
+
+
 def unpatchify(patches: torch.Tensor, patch_size: int, num_channels: int) -> torch.Tensor:
     """[B, L, P*P*C] -> [B, C, P, P*L], the inverse of `patchify`."""
     batch, length, _ = patches.shape
@@ -394,6 +404,31 @@ class PixelM4PreTrainedModel(PreTrainedModel):
     # transformers' ViT-MAE does); only the encoder's modules are hooked, never the decoder's.
     _can_record_outputs = {"hidden_states": PixelM4Layer, "attentions": PixelM4Attention}
 
+    @classmethod
+    def remote_code_auto_map(cls) -> dict[str, str]:
+        """auto_map for every class, so one folder serves AutoModel, AutoModelFor*, ... ("AutoModel"
+        stays the encoder, defined first, unless the saved class registers it itself: a saved
+        parser maps AutoModel to the parser)."""
+        auto_map = {"AutoConfig": f"{PixelM4Config.__module__.rsplit('.', 1)[-1]}.PixelM4Config"}
+        module = __name__.rsplit(".", 1)[-1]
+        for subclass in PixelM4PreTrainedModel.__subclasses__():
+            if subclass._auto_class is not None:
+                auto_map.setdefault(subclass._auto_class, f"{module}.{subclass.__name__}")
+        if cls._auto_class is not None:
+            auto_map[cls._auto_class] = f"{module}.{cls.__name__}"
+        return auto_map
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also writes what makes the folder a complete remote-code repo: `auto_map` for every
+        class and `custom_pipelines` (feature-extraction + this head's task). The pipeline module
+        is imported relatively here, so transformers copies it beside the model code; this also
+        covers `push_to_hub`, which saves through this method."""
+        from .pipeline_pixel_m4 import add_to_config
+
+        self.config.auto_map = type(self).remote_code_auto_map()
+        add_to_config(self.config, type(self).__name__)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -419,6 +454,16 @@ class PixelM4Model(PixelM4PreTrainedModel):
     `pretraining=True` builds the pretraining encoder (frozen positions, no embedding dropout);
     `add_pooling_layer=True` adds `pooler` (dense + tanh of CLS) for the heads that use it.
     """
+
+    # Loading the encoder alone from a pretraining or task folder leaves out the decoder / head
+    # on purpose: no unexpected-keys report for them.
+    _keys_to_ignore_on_load_unexpected = [
+        r"^decoder\.",
+        r"^classifier\.",
+        r"^pooler\.",
+        r"^(arc|rel)_(dependent|head)\.",
+        r"^biaffine_(arcs|rels)\.",
+    ]
 
     def __init__(
         self, config: PixelM4Config, pretraining: bool = False, add_pooling_layer: bool = False
@@ -450,6 +495,7 @@ class PixelM4Model(PixelM4PreTrainedModel):
         keep [B, K]: encode only these patches (pretraining). `output_hidden_states`,
         `output_attentions` and `return_dict` work as in transformers' models."""
         attention_mask = check_inputs(self.config, pixel_values, attention_mask)
+        pixel_values = as_model_pixels(pixel_values, self.config.num_channels)
         hidden = self.embeddings(pixel_values, keep)
         if keep is not None:
             attention_mask = attention_mask.gather(1, keep)
@@ -509,7 +555,10 @@ class PixelM4Model(PixelM4PreTrainedModel):
         ):
             if texts is not None:
                 inputs = renderer(
-                    texts[start : start + batch_size], return_tensors="pt", padding="longest"
+                    texts[start : start + batch_size],
+                    return_tensors="pt",
+                    padding="longest",
+                    output_format="uint8",
                 )
                 batch_pixels, batch_mask = inputs["pixel_values"], inputs["attention_mask"]
             else:
@@ -592,6 +641,7 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
     ) -> PixelM4ForPreTrainingOutput:
         """patch_mask [B, L] (True = hide) overrides the sampled mask, e.g. to fix it for evaluation."""
         attention_mask = check_inputs(self.config, pixel_values, attention_mask)
+        pixel_values = as_model_pixels(pixel_values, self.config.num_channels)
         if patch_mask is None:
             patch_mask = self.sample_patch_mask(attention_mask)
         elif patch_mask.shape != attention_mask.shape:
@@ -631,6 +681,7 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
     ) -> torch.Tensor:
         """[B, C, P, P*L] strip with the hidden patches replaced by the model's predictions,
         de-normalised with each original patch's own statistics when `norm_pix_loss` is on."""
+        pixel_values = as_model_pixels(pixel_values, self.config.num_channels)
         original = patchify(pixel_values.float(), self.config.patch_size)
         predicted = logits.float()
         if self.config.norm_pix_loss:
@@ -644,8 +695,10 @@ def check_inputs(config: PixelM4Config, pixel_values, attention_mask) -> torch.T
     """Validate model inputs with errors a user can act on; returns the [B, L] attention mask.
 
     The strip may be narrower than the model's (a batch padded to its longest text): any whole
-    number of patches from 1 to num_patches."""
-    patch, channels = config.patch_size, config.num_channels
+    number of patches from 1 to num_patches. Integer pixels are the renderer's compact format
+    (uint8, one channel, 255 = white)."""
+    compact = isinstance(pixel_values, torch.Tensor) and not pixel_values.is_floating_point()
+    patch, channels = config.patch_size, 1 if compact else config.num_channels
     max_width = config.image_size[1]
     if (
         not isinstance(pixel_values, torch.Tensor)
@@ -660,26 +713,32 @@ def check_inputs(config: PixelM4Config, pixel_values, attention_mask) -> torch.T
             else type(pixel_values).__name__
         )
         raise ValueError(
-            f"pixel_values must be a tensor of shape (batch, {channels}, {patch}, width) with width "
+            f"pixel_values must be a tensor of shape (batch, {channels}, {patch}, width)"
+            f"{' (integers, the compact format)' if compact else ''} with width "
             f"a multiple of {patch} up to {max_width} ({config.num_patches} patches), got {got}; "
             "render text with PixelM4TextRenderer (AutoProcessor) to get model inputs"
         )
     batch, length = pixel_values.shape[0], pixel_values.shape[3] // patch
     if batch == 0:
         raise ValueError("pixel_values holds no example (batch size 0)")
-    if not pixel_values.is_floating_point():
-        raise ValueError(
-            f"pixel_values must be floats in [0, 1] (white = 1), got dtype {pixel_values.dtype}; "
-            "uint8 strips from render() need dividing by 255 (the renderer's __call__ does it)"
-        )
     # data-dependent: a ValueError in eager mode, a runtime assert in an exported graph
-    torch_compilable_check(
-        (pixel_values >= 0) & (pixel_values <= 1),
-        lambda: (
-            "pixel_values must lie in [0, 1] (white = 1, no mean/std normalisation), got "
-            f"values in [{float(pixel_values.min()):g}, {float(pixel_values.max()):g}]"
-        ),
-    )
+    if compact:
+        torch_compilable_check(
+            (pixel_values >= 0) & (pixel_values <= 255),
+            lambda: (
+                "integer pixel_values (the renderer's compact format) must lie in [0, 255] "
+                f"(255 = white), got values in [{int(pixel_values.min())}, "
+                f"{int(pixel_values.max())}]"
+            ),
+        )
+    else:
+        torch_compilable_check(
+            (pixel_values >= 0) & (pixel_values <= 1),
+            lambda: (
+                "pixel_values must lie in [0, 1] (white = 1, no mean/std normalisation), got "
+                f"values in [{float(pixel_values.min()):g}, {float(pixel_values.max()):g}]"
+            ),
+        )
     if attention_mask is None:
         return torch.ones(batch, length, dtype=torch.long, device=pixel_values.device)
     if not isinstance(attention_mask, torch.Tensor):

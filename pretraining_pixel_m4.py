@@ -388,12 +388,16 @@ class RenderingCollator:
     """Renders a batch of packed texts to model inputs, in the DataLoader worker collating it."""
 
     renderer: PixelM4TextRenderer
+    output_format: str = "uint8"  # the compact format: 12x fewer bytes across worker boundaries
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         # Full strips: pretraining packs text up to the strip's end (the published recipe), so
         # there is little padding to save and every step keeps the same shape.
         batch = self.renderer(
-            [example["text"] for example in examples], return_tensors="pt", padding="max_length"
+            [example["text"] for example in examples],
+            return_tensors="pt",
+            padding="max_length",
+            output_format=self.output_format,
         )
         return {"pixel_values": batch["pixel_values"], "attention_mask": batch["attention_mask"]}
 

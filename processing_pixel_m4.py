@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, BatchFeature
 
-from .rendering_pixel_m4 import PixelM4TextRenderer, clean_words
+from .rendering_pixel_m4 import OUTPUT_FORMATS, PixelM4TextRenderer, clean_words
 
 logger = logging.getLogger(__name__)
 
@@ -341,6 +341,7 @@ class PixelFallbackProcessor:
         target: str | list[str] | None = None,
         padding_side: str = "right",
         return_tensors: str = "pt",
+        output_format: str = "float32",
     ) -> BatchFeature:
         """Model inputs for a batch of texts.
 
@@ -355,6 +356,8 @@ class PixelFallbackProcessor:
                 so start it with a space if the tokenizer expects one.
             padding_side: "right" for training, "left" for batched generation.
             return_tensors: "pt" only.
+            output_format: "float32" ([R, 3, P, P*N] in [0, 1]) or "uint8" (the renderer's
+                compact format [R, 1, P, P*N], 255 = white; the encoder converts it).
 
         Returns a BatchFeature with input_ids, attention_mask, pixel_word_mask [B, T]
         (+ labels [B, T]) and, when any word goes to pixels, pixel_values [R, C, P, P*N] and
@@ -364,6 +367,10 @@ class PixelFallbackProcessor:
             raise ValueError(f"return_tensors must be 'pt', got {return_tensors!r}")
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}"
+            )
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
             raise ValueError("text must be a non-empty str or list of str")
@@ -420,12 +427,15 @@ class PixelFallbackProcessor:
         if targets is not None:
             data["labels"] = pad(labels, -100)
         if words:
-            data["pixel_values"], data["patch_word_ids"] = self.render_words(words)
+            data["pixel_values"], data["patch_word_ids"] = self.render_words(words, output_format)
         return BatchFeature(data=data)
 
-    def render_words(self, words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Packs words (each fitting one row) into rows: pixel_values [R, C, P, P*N] in [0, 1]
-        and patch_word_ids [R, N] (index into `words`, -1 = padding)."""
+    def render_words(
+        self, words: list[str], output_format: str = "float32"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Packs words (each fitting one row) into rows: pixel_values [R, 3, P, P*N] in [0, 1]
+        (or uint8 [R, 1, P, P*N] for output_format="uint8") and patch_word_ids [R, N] (index
+        into `words`, -1 = padding)."""
         rows, spans, first = [], [], 0
         while first < len(words):
             rendered = self.renderer.render(" ".join(words[first:]))
@@ -440,8 +450,9 @@ class PixelFallbackProcessor:
         for row, row_spans in enumerate(spans):
             for word, (start, end) in row_spans:
                 word_ids[row, start:end] = word
-        pixels = np.stack([row[:, : width * patch] for row in rows]).astype(np.float32) / 255.0
-        pixels = np.repeat(pixels[:, None], 3, axis=1)  # the renderer's RGB convention
+        pixels = np.stack([row[:, : width * patch] for row in rows])[:, None]
+        if output_format == "float32":
+            pixels = np.repeat(pixels.astype(np.float32) / 255.0, 3, axis=1)  # RGB convention
         return torch.from_numpy(pixels), torch.from_numpy(word_ids)
 
     def count_inputs(self, text: str) -> tuple[int, int]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes.util
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -55,6 +56,7 @@ from transformers.image_processing_utils import ImageProcessingMixin
 logger = logging.getLogger(__name__)
 
 RENDER_MODES = ("bigram", "continuous", "word_bigram")
+OUTPUT_FORMATS = ("float32", "uint8")  # pixel_values: [B, 3, P, W] in [0, 1], or [B, 1, P, W] 0-255
 _DEFAULT_FONT_SIZE = {"bigram": 8, "continuous": 8, "word_bigram": 10}
 _DEFAULT_PIXELS_PER_PATCH = {"bigram": 16, "continuous": 16, "word_bigram": 24}
 _CONTINUOUS_MARGIN = 2  # px of white before and after a continuous text (original PIXEL)
@@ -192,7 +194,14 @@ class _Native:
     """The cffi handle and the dlopened libraries (loaded once; valid across fork)."""
 
     def __init__(self):
-        from cffi import FFI
+        # In try/except: transformers' remote-code import check skips such imports, and a missing
+        # package gets an error that says what to install.
+        try:
+            from cffi import FFI
+        except ImportError as error:
+            raise ImportError(
+                "the PIXEL-M4 renderer needs the cffi package: pip install cffi"
+            ) from error
 
         self.ffi = FFI()
         self.ffi.cdef(_CDEF)
@@ -221,7 +230,7 @@ def _get_native() -> _Native:
     if _native is None:
         try:
             _native = _Native()
-        except (OSError, ModuleNotFoundError) as error:
+        except OSError as error:
             raise ImportError(_MISSING_LIBRARIES) from error
     return _native
 
@@ -412,8 +421,16 @@ def default_font_files() -> list[str]:
     emoji are not language, and leaving them out makes them show up as counted missing glyphs
     rather than as monochrome pictures a text model was never meant to read.
     """
-    import manimgx_fonts
-    import manimgx_fonts_cjk
+    # Only renderers built without font_file need the font packages (a saved folder names its
+    # own font files); in try/except so that transformers' remote-code import check skips them.
+    try:
+        import manimgx_fonts
+        import manimgx_fonts_cjk
+    except ImportError as error:
+        raise ImportError(
+            "the default fonts come from the manimgx-fonts packages: pip install manimgx-fonts "
+            "manimgx-fonts-cjk, or pass font_file= (a saved renderer folder carries its fonts)"
+        ) from error
 
     latin_dir = Path(manimgx_fonts.__file__).parent
     primary = latin_dir / "NotoSans[wght].ttf"
@@ -849,6 +866,18 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         output["image_processor_type"] = self.__class__.__name__
         return output
 
+    def __getstate__(self) -> dict:
+        """What pickling (DataLoader workers, `datasets` with num_proc) and `datasets`'
+        fingerprinting see: the public settings and a digest of the font bytes, no per-process
+        state, so equal renderers hash equally in every process and `.map` hits its cache."""
+        settings = {key: value for key, value in self.to_dict().items() if key != "auto_map"}
+        return {**settings, "font_setup_hash": self._setup_key}
+
+    def __setstate__(self, state: dict):
+        state = dict(state)
+        state.pop("font_setup_hash", None)
+        self.__init__(**state)
+
     def to_json_file(self, json_file_path):
         """Writes the config with font files as basenames: they are copied next to it."""
         config = self.to_dict()
@@ -883,6 +912,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             for key in ("cache_dir", "force_download", "local_files_only", "token", "revision")
             if key in kwargs
         }
+        kwargs.pop("trust_remote_code", None)  # AutoProcessor passes it on
         config, _ = cls.get_image_processor_dict(pretrained_model_name_or_path, **hub_kwargs)
         config = {key: value for key, value in config.items() if key != "auto_map"}
         config = {**_SETTINGS_BEFORE_SAVED, **config}
@@ -921,6 +951,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         is_split_into_words=False,
         padding="max_length",
         pad_to_multiple_of=None,
+        output_format="float32",
         **kwargs,
     ) -> BatchFeature:
         """Render a text or a batch of texts (with optional pairs) to model inputs.
@@ -929,6 +960,11 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         max_seq_length patches wide; `"longest"` (or True) pads only to the batch's longest
         text, rounded up to a multiple of `pad_to_multiple_of` patches (capped at
         max_seq_length). Truncation is the same either way: at max_seq_length.
+
+        `output_format` "float32" (default, the checkpoints' convention): `pixel_values`
+        [B, 3, P, W] in [0, 1]. "uint8": the compact batch format, [B, 1, P, W] with
+        255 = white, 12x smaller; every model class converts it on its device (use it in
+        DataLoader workers and to pre-render a corpus with `datasets`).
         """
         if return_tensors not in (None, "np", "pt"):
             raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
@@ -938,11 +974,15 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             raise ValueError(f"padding must be 'max_length' or 'longest' (True), got {padding!r}")
         if pad_to_multiple_of is not None:
             _positive_int("pad_to_multiple_of", pad_to_multiple_of)
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}"
+            )
         if kwargs:  # a misspelt option must not silently do nothing
             raise TypeError(
                 f"PixelM4TextRenderer() got unexpected keyword argument(s) {sorted(kwargs)}; it "
                 "takes text, text_pair, return_tensors, return_word_spans, is_split_into_words, "
-                "padding and pad_to_multiple_of"
+                "padding, pad_to_multiple_of and output_format"
             )
         texts, pairs = _as_batch(text, text_pair, is_split_into_words)
         patch = self.pixels_per_patch
@@ -957,16 +997,24 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 replace(e, pixels=e.pixels[:, : patch * e.num_patches].copy()) for e in examples
             ]
             length = self.padded_length([e.num_patches for e in examples], pad_to_multiple_of)
+        compact = output_format == "uint8"
         # filled in place, one example at a time: memory is the output plus one strip; every
         # value is written once (no pre-fill: the float32 batch is memory-bound)
-        pixel_values = np.empty((len(texts), 3, patch, patch * length), dtype=np.float32)
+        pixel_values = np.empty(
+            (len(texts), 1 if compact else 3, patch, patch * length),
+            dtype=np.uint8 if compact else np.float32,
+        )
         kept = []
         for index, example in enumerate(examples):
             strip = example.pixels[:, : patch * length]  # after the text there is only white
             width = strip.shape[1]
-            np.divide(strip, _WHITE, out=pixel_values[index, 0, :, :width], dtype=np.float32)
-            pixel_values[index, 0, :, width:] = 1.0  # padding="longest": white up to the longest
-            pixel_values[index, 1:] = pixel_values[index, 0]
+            if compact:
+                pixel_values[index, 0, :, :width] = strip
+                pixel_values[index, 0, :, width:] = 255  # padding="longest": white
+            else:
+                np.divide(strip, _WHITE, out=pixel_values[index, 0, :, :width], dtype=np.float32)
+                pixel_values[index, 0, :, width:] = 1.0  # padding="longest": white
+                pixel_values[index, 1:] = pixel_values[index, 0]
             kept.append(replace(example, pixels=None))
         examples = kept
         num_patches = np.array([example.num_patches for example in examples], dtype=np.int64)
@@ -1853,6 +1901,26 @@ def strip_to_grid(pixels, grid: int = 23):
 
 
 PixelM4TextRenderer.register_for_auto_class("AutoImageProcessor")
+
+
+def _attach_to_parent_package():
+    """transformers loads remote code as `transformers_modules.<repo>.<hash>.rendering_pixel_m4`
+    without setting it as an attribute of its parent package. dill (used by `datasets` to
+    fingerprint `.map` functions) looks classes up through that attribute and, not finding
+    them, pickles the class by value, with its cffi handles. Attach it, so the class pickles by
+    reference as it does when installed."""
+    package, _, name = __name__.rpartition(".")
+    if not package:
+        return
+    try:
+        parent = importlib.import_module(package)
+    except ImportError:
+        return
+    if getattr(parent, name, None) is None:
+        setattr(parent, name, sys.modules[__name__])
+
+
+_attach_to_parent_package()
 
 if __name__ == "__main__":  # quick look: python rendering_pixel_m4.py "some text"
     example = PixelM4TextRenderer().render(" ".join(sys.argv[1:]) or "Hello world")

@@ -19,6 +19,7 @@ the metrics (as when a tokenizer truncates). `truncation_report` counts them per
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import re
@@ -399,7 +400,10 @@ def pad_to_patches(batch: dict, num_patches: int) -> dict:
         )
     if missing:
         patch = pixel_values.shape[2]
-        white = pixel_values.new_ones(*pixel_values.shape[:3], missing * patch)
+        white = pixel_values.new_full(
+            (*pixel_values.shape[:3], missing * patch),
+            255 if pixel_values.dtype == torch.uint8 else 1,
+        )
         pixel_values = torch.cat([pixel_values, white], 3)
         attention_mask = torch.cat(
             [attention_mask, attention_mask.new_zeros(attention_mask.shape[0], missing)], 1
@@ -457,6 +461,7 @@ class SequenceClassificationCollator:
     num_patches: int
     padding: str = "longest"
     pad_to_multiple_of: int | None = None
+    output_format: str = "uint8"  # the compact format: 12x fewer bytes across worker boundaries
 
     def __post_init__(self):
         check_lengths(self.renderer, self.num_patches)
@@ -467,7 +472,13 @@ class SequenceClassificationCollator:
             [feature["text_pair"] for feature in features] if "text_pair" in features[0] else None
         )
         _, batch = render_batch(
-            self.renderer, texts, pairs, self.num_patches, self.padding, self.pad_to_multiple_of
+            self.renderer,
+            texts,
+            pairs,
+            self.num_patches,
+            self.padding,
+            self.pad_to_multiple_of,
+            output_format=self.output_format,
         )
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([feature["labels"] for feature in features])
@@ -493,6 +504,7 @@ class WordTaskCollator:
     score_truncated_words: bool = False
     padding: str = "longest"
     pad_to_multiple_of: int | None = None
+    output_format: str = "uint8"  # the compact format: 12x fewer bytes across worker boundaries
 
     def __post_init__(self):
         check_lengths(self.renderer, self.num_patches)
@@ -509,6 +521,7 @@ class WordTaskCollator:
             self.pad_to_multiple_of,
             return_word_spans=True,
             is_split_into_words=True,
+            output_format=self.output_format,
         )
         num_words = max(len(feature["tokens"]) for feature in features)
         word_spans = torch.zeros(len(features), num_words, 2, dtype=torch.long)
@@ -582,22 +595,36 @@ def truncation_report(renderer: PixelM4TextRenderer, dataset) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def classification_metrics(eval_prediction) -> dict[str, float]:
-    """Trainer `compute_metrics`: accuracy and macro-F1 (the paper's SIB-200 metric)."""
-    from sklearn.metrics import accuracy_score, f1_score
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
+
+def load_metric(name: str):
+    """One of the package's `evaluate` modules (`metrics/<name>/<name>.py`): classification_scores,
+    seqeval_scores, attachment_scores, translation_scores. Local files: they load offline."""
+    import evaluate
+
+    if name not in _loaded_metrics:
+        _loaded_metrics[name] = evaluate.load(str(METRICS_DIR / name))
+    return _loaded_metrics[name]
+
+
+_loaded_metrics: dict = {}
+
+
+def classification_metrics(eval_prediction) -> dict[str, float]:
+    """Trainer `compute_metrics`: accuracy and macro-F1 (the paper's SIB-200 metric), through
+    the `classification_scores` evaluate module."""
     logits = eval_prediction.predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
     predictions, labels = np.asarray(logits).argmax(-1), eval_prediction.label_ids
-    return {
-        "accuracy": float(accuracy_score(labels, predictions)),
-        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
-    }
+    return load_metric("classification_scores").compute(
+        predictions=predictions.tolist(), references=np.asarray(labels).tolist()
+    )
 
 
 def ner_metrics(id2label: dict[int, str]):
-    """Trainer `compute_metrics` for BIO tags: entity-level P/R/F1 (seqeval), tag accuracy."""
-    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+    """Trainer `compute_metrics` for BIO tags: entity-level P/R/F1 (seqeval), tag accuracy,
+    through the `seqeval_scores` evaluate module."""
 
     def compute(eval_prediction) -> dict[str, float]:
         logits = eval_prediction.predictions
@@ -608,12 +635,7 @@ def ner_metrics(id2label: dict[int, str]):
             keep = label_row != IGNORE
             gold.append([id2label[int(i)] for i in label_row[keep]])
             predicted.append([id2label[int(i)] for i in prediction_row[keep]])
-        return {
-            "precision": float(precision_score(gold, predicted, zero_division=0)),
-            "recall": float(recall_score(gold, predicted, zero_division=0)),
-            "f1": float(f1_score(gold, predicted, zero_division=0)),
-            "accuracy": float(accuracy_score(gold, predicted)),
-        }
+        return load_metric("seqeval_scores").compute(predictions=predicted, references=gold)
 
     return compute
 
@@ -760,7 +782,12 @@ def parsing_metrics(eval_prediction) -> dict[str, float]:
     """Trainer `compute_metrics` for the parser (after `preprocess_parser_logits`)."""
     decoded = np.asarray(eval_prediction.predictions)
     gold_heads, gold_rels = eval_prediction.label_ids
-    scores = attachment_scores(decoded[..., 0], decoded[..., 1], gold_heads, gold_rels)
+    scores = load_metric("attachment_scores").compute(
+        predicted_heads=decoded[..., 0].tolist(),
+        predicted_relations=decoded[..., 1].tolist(),
+        gold_heads=np.asarray(gold_heads).tolist(),
+        gold_relations=np.asarray(gold_rels).tolist(),
+    )
     return {name: float(value) for name, value in scores.items()}
 
 
@@ -775,19 +802,91 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 def parse_with_recipe(dataclass_types, recipes: dict[str, dict], args=None, description=None):
     """HfArgumentParser whose defaults are those of `--recipe` (first key = the default);
-    flags given on the command line win. `--help` shows the chosen recipe's defaults."""
+    flags given on the command line win. `--help` shows the chosen recipe's defaults.
+
+    As in transformers' examples, a single `.json` / `.yaml` argument is a file holding the
+    arguments (its "recipe" key picks the recipe). `--save_strategy no` / `--eval_strategy no`
+    switch the recipe's best-checkpoint loading off (with a logged note). Logging is set up as
+    in the examples once TrainingArguments exist."""
     from transformers import HfArgumentParser
 
     args = sys.argv[1:] if args is None else list(args)
     names = list(recipes)
-    early = argparse.ArgumentParser(add_help=False)
-    early.add_argument("--recipe", choices=names, default=names[0])
-    recipe = early.parse_known_args(args)[0].recipe
     parser = HfArgumentParser(
         dataclass_types, description=description, formatter_class=_HelpFormatter
     )
-    parser.set_defaults(recipe=recipe, **recipes[recipe])
-    return parser.parse_args_into_dataclasses(args=args)
+    if len(args) == 1 and args[0].endswith((".json", ".yaml", ".yml")):
+        given = read_args_file(args[0])
+        recipe = given.get("recipe", names[0])
+        if recipe not in recipes:
+            raise ValueError(f"recipe must be one of {names}, got {recipe!r} in {args[0]}")
+        defaults = run_everything_unless_told(
+            switch_off_best_model_loading(recipes[recipe], given), given
+        )
+        parsed = parser.parse_dict({**defaults, "recipe": recipe, **given})
+    else:
+        early = argparse.ArgumentParser(add_help=False)
+        early.add_argument("--recipe", choices=names, default=names[0])
+        early.add_argument("--save_strategy")
+        early.add_argument("--eval_strategy")
+        known = early.parse_known_args(args)[0]
+        explicit = {
+            key: value
+            for key, value in vars(known).items()
+            if key != "recipe" and value is not None
+        }
+        given_flags = {arg.split("=")[0].lstrip("-") for arg in args if arg.startswith("--")}
+        defaults = run_everything_unless_told(
+            switch_off_best_model_loading(recipes[known.recipe], explicit), given_flags
+        )
+        parser.set_defaults(recipe=known.recipe, **defaults)
+        parsed = parser.parse_args_into_dataclasses(args=args)
+    for value in parsed:
+        if hasattr(value, "get_process_log_level"):
+            setup_logging(value)
+    return parsed
+
+
+def read_args_file(path: str) -> dict:
+    """The arguments of a `.json` or `.yaml` file, as a dict."""
+    with open(path, encoding="utf-8") as handle:
+        if path.endswith(".json"):
+            values = json.load(handle)
+        else:
+            import yaml
+
+            values = yaml.safe_load(handle)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of argument names to values")
+    return values
+
+
+def run_everything_unless_told(recipe: dict, given) -> dict:
+    """Without any of --do_train / --do_eval / --do_predict the scripts train, evaluate and
+    predict (their no-argument run); with any of them, only what is asked, as in transformers'
+    examples."""
+    if any(name in given for name in ("do_train", "do_eval", "do_predict")):
+        return recipe
+    return {**recipe, "do_train": True, "do_eval": True, "do_predict": True}
+
+
+def switch_off_best_model_loading(recipe: dict, given: dict) -> dict:
+    """A recipe that loads the best checkpoint at the end needs saving and evaluation; when the
+    user turns either off, turn best-model loading off too instead of failing."""
+    turned_off = [
+        name for name in ("save_strategy", "eval_strategy") if str(given.get(name)) == "no"
+    ]
+    if (
+        not turned_off
+        or not recipe.get("load_best_model_at_end")
+        or "load_best_model_at_end" in given
+    ):
+        return recipe
+    logger.warning(
+        "--%s no: load_best_model_at_end is switched off (the final model is the last step's)",
+        turned_off[0],
+    )
+    return {**recipe, "load_best_model_at_end": False}
 
 
 def square_patch_count(num_patches: int) -> int:
@@ -917,26 +1016,224 @@ def configure_evaluation(training_args, has_validation: bool) -> bool:
     return False
 
 
-def run_and_save(trainer, renderer, data: dict, skipped_rows: dict | None = None) -> dict:
-    """Train (the best checkpoint is restored with load_best_model_at_end), save model + renderer,
-    evaluate on validation and test, count truncation (and rows skipped as invalid, from
-    `check_rows`) per split; writes all_results.json."""
+@dataclass
+class RunArguments:
+    """Flags the run scripts share with transformers' examples."""
+
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={"help": "Use only the first N training examples (debugging, quick runs)."},
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N validation examples."}
+    )
+    max_predict_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N test examples."}
+    )
+
+
+SPLIT_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples",
+                "test": "max_predict_samples"}  # fmt: skip
+
+
+def card_info(args) -> dict:
+    """What the model card says about a run: the base model, the dataset and the training
+    truncation length (keywords of `Trainer.push_to_hub` / `create_model_card`)."""
+    return {
+        "finetuned_from": args.model_name_or_path,
+        "dataset": args.dataset_name,
+        "max_seq_length": args.max_seq_length,
+    }
+
+
+def select_samples(data: dict, run_args: RunArguments) -> dict:
+    """The first `--max_*_samples` examples of each split (all of a split without a limit)."""
+    selected = {}
+    for split, dataset in data.items():
+        limit = getattr(run_args, SPLIT_LIMITS.get(split, ""), None)
+        if limit is not None and limit < 1:
+            raise ValueError(f"--{SPLIT_LIMITS[split]} must be >= 1, got {limit}")
+        selected[split] = (
+            dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
+        )
+    return selected
+
+
+def setup_logging(training_args) -> None:
+    """Logging as in transformers' examples: one format, the process's log level for this
+    package, transformers and datasets, a line about the device setup."""
+    import datasets
+    import transformers
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()  # the default of should_log is INFO
+    level = training_args.get_process_log_level()
+    logging.getLogger("pixel_m4").setLevel(level)
+    logging.getLogger("__main__").setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    logger.warning(
+        "Process rank: %s, device: %s, n_gpu: %s, distributed training: %s, bf16: %s, fp16: %s",
+        training_args.process_index,
+        training_args.device,
+        training_args.n_gpu,
+        training_args.parallel_mode.value == "distributed",
+        training_args.bf16,
+        training_args.fp16,
+    )
+
+
+def folder_renderer(renderer: PixelM4TextRenderer, num_patches: int) -> PixelM4TextRenderer:
+    """The renderer saved with a fine-tuned model: the training renderer's settings, filling the
+    model's whole strip, so that `model(**renderer(texts))` works on the saved folder (training
+    may truncate earlier, `--max_seq_length`; the card records that length)."""
+    if renderer.max_seq_length == num_patches:
+        return renderer
+    settings = {key: value for key, value in renderer.to_dict().items()}
+    settings["max_seq_length"] = num_patches
+    return PixelM4TextRenderer(**settings)
+
+
+def make_trainer(model, training_args, renderer, **kwargs):
+    """A `PixelM4Trainer`: the renderer (at the model's strip length) is its `processing_class`,
+    so `save_model`, checkpoints and `push_to_hub` carry it, its fonts and the remote code, and
+    the model card is ours, filled in from `card_info` (dataset, base model) and the metrics."""
+    from transformers import Trainer
+
+    class PixelM4Trainer(Trainer):
+        def create_model_card(self, **card):
+            if self.is_world_process_zero():
+                card.setdefault("model_id", getattr(self, "hub_model_id", None))
+                write_task_card(self, card)
+
+    return PixelM4Trainer(
+        model=model,
+        args=training_args,
+        processing_class=folder_renderer(renderer, model.config.num_patches),
+        **kwargs,
+    )
+
+
+TASK_NAMES = {
+    "PixelM4ForSequenceClassification": ("text-classification", "Text classification"),
+    "PixelM4ForTokenClassification": ("token-classification", "Token classification (NER)"),
+    "PixelM4ForBiaffineParsing": ("dependency-parsing", "Dependency parsing"),
+}
+
+
+def write_task_card(trainer, card: dict) -> None:
+    """README.md of a fine-tuned folder: the package's card (usage, licences, install line) with
+    the task, its labels, the results and the training settings."""
+    from .hub_pixel_m4 import write_model_card
+
+    model, args = trainer.model, trainer.args
+    task, title = TASK_NAMES.get(type(model).__name__, ("feature-extraction", "Fine-tuned"))
+    results_file = Path(args.output_dir) / "all_results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    metric_rows = "\n".join(
+        f"| {name} | {value:.4g} |"
+        for name, value in sorted(results.items())
+        if name.startswith(("eval_", "test_"))
+        and isinstance(value, (int, float))
+        and not name.endswith(("_runtime", "_per_second", "truncated_examples", "truncated_words"))
+    )
+    labels = ", ".join(f"`{label}`" for label in model.config.id2label.values())
+    datasets_used = card.get("dataset") or card.get("datasets")
+    datasets_used = [datasets_used] if isinstance(datasets_used, str) else datasets_used
+    base_model = card.get("finetuned_from") or card.get("base_model")
+    usage_snippet = {
+        "text-classification": 'print(pipe("Pixels, not tokens."))  # {"label": ..., "score": ...}',
+        "token-classification": 'print(pipe("Maria lives in Oslo ."))  # per word: entity, score, start, end',
+        "dependency-parsing": 'print(pipe("Maria lives in Oslo ."))  # per word: head, relation, score',
+    }.get(task, "")
+    section = "\n".join(
+        [
+            f"## {title}",
+            "",
+            "Fine-tuned with `examples/run_*.py` of the pixel-m4 package"
+            + (f" from `{base_model}`" if base_model else " from a randomly initialised model")
+            + (
+                f" on {', '.join(f'`{name}`' for name in datasets_used)}." if datasets_used else "."
+            ),
+            f"Trained for {trainer.state.global_step} steps, learning rate "
+            f"{args.learning_rate}, batch size {args.train_batch_size}; texts truncated to "
+            f"{card.get('max_seq_length', 'the renderer')} patches in training (the saved renderer "
+            f"fills the model's {model.config.num_patches} patches).",
+            "",
+            f"Labels ({model.config.num_labels}): {labels}",
+            "",
+            "| metric | value |\n|---|---|\n" + metric_rows if metric_rows else "",
+            "",
+            "```python",
+            "from transformers import pipeline",
+            "",
+            f'pipe = pipeline("{task}", model="{card.get("model_id") or Path(args.output_dir).name}", '
+            "trust_remote_code=True)",
+            usage_snippet,
+            "```",
+        ]
+    )
+    metadata = {
+        "pipeline_tag": task if task != "dependency-parsing" else "token-classification",
+        "base_model": base_model,
+        "datasets": datasets_used,
+        "tags": ["pixel", "pixel-m4", "custom_code", task],
+    }
+    renderer = trainer.processing_class
+    write_model_card(
+        args.output_dir, model, renderer, model_id=card.get("model_id"), task_section=section,
+        **metadata,
+    )  # fmt: skip
+
+
+def run_and_save(
+    trainer, renderer, data: dict, skipped_rows: dict | None = None, card: dict | None = None
+) -> dict:
+    """Train / evaluate / predict as the TrainingArguments say (`--do_train`, `--do_eval`,
+    `--do_predict`; `parse_with_recipe` turns all three on when none is given), as
+    transformers' examples do: the best
+    checkpoint is restored with load_best_model_at_end, model + renderer + remote code saved,
+    train_results.json, eval_results.json, test_results.json, all_results.json and
+    trainer_state.json written, truncation (and rows skipped as invalid, from `check_rows`)
+    counted per split; `--push_to_hub` pushes the folder
+    with a filled model card (otherwise the card is written locally)."""
     import time
 
     from transformers import EarlyStoppingCallback
 
-    metrics, args = {}, trainer.args
+    args = trainer.args
+    do_train, do_eval, do_predict = args.do_train, args.do_eval, args.do_predict
+    metrics = {}
     started = time.perf_counter()
-    metrics.update(trainer.train(resume_from_checkpoint=args.resume_from_checkpoint).metrics)
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        renderer.save_pretrained(args.output_dir)
-    if "validation" in data:
-        metrics.update(trainer.evaluate(data["validation"]))
-    if "test" in data:
+    if do_train:
+        train_metrics = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint).metrics
+        train_metrics["train_samples"] = len(data["train"])
+        trainer.save_model()  # model + processing_class (renderer, fonts, remote code)
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+        metrics.update(train_metrics)
+    if do_eval and "validation" in data:
+        eval_metrics = trainer.evaluate(data["validation"])
+        eval_metrics["eval_samples"] = len(data["validation"])
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    if do_predict and "test" in data:
         # early stopping watches validation scores only (it would warn about test metrics)
         trainer.remove_callback(EarlyStoppingCallback)
-        metrics.update(trainer.evaluate(data["test"], metric_key_prefix="test"))
+        test_metrics = trainer.evaluate(data["test"], metric_key_prefix="test")
+        test_metrics["test_samples"] = len(data["test"])
+        trainer.log_metrics("test", test_metrics)
+        trainer.save_metrics("test", test_metrics)
+        metrics.update(test_metrics)
     for split, dataset in data.items():
         for name, value in truncation_report(renderer, dataset).items():
             metrics[f"{split}_{name}"] = value
@@ -945,4 +1242,8 @@ def run_and_save(trainer, renderer, data: dict, skipped_rows: dict | None = None
     metrics["total_runtime_seconds"] = round(time.perf_counter() - started, 1)
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics, combined=False)
+    if args.push_to_hub:
+        trainer.push_to_hub(**(card or {}))
+    elif trainer.is_world_process_zero():
+        trainer.create_model_card(**(card or {}))
     return metrics

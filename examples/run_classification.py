@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from pixel_m4.modeling_pixel_m4 import PixelM4ForSequenceClassification
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
     SAMPLE_TRAINING,
     DropoutArguments,
+    RunArguments,
     SequenceClassificationCollator,
+    card_info,
     check_rows,
     check_splits,
     classification_metrics,
@@ -34,9 +36,11 @@ from pixel_m4.tasks_pixel_m4 import (
     load_renderer,
     load_splits,
     load_task_model,
+    make_trainer,
     named_labels,
     parse_with_recipe,
     run_and_save,
+    select_samples,
 )
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "sib200" / "eng_Latn"
@@ -142,8 +146,10 @@ class ClassificationArguments:
 
 
 def main():
-    args, dropout, training_args = parse_with_recipe(
-        (ClassificationArguments, DropoutArguments, TrainingArguments), RECIPES, description=__doc__
+    args, run_args, dropout, training_args = parse_with_recipe(
+        (ClassificationArguments, RunArguments, DropoutArguments, TrainingArguments),
+        RECIPES,
+        description=__doc__,
     )
     training_args.remove_unused_columns = False  # the collator renders the "text" column
     set_seed(training_args.seed)
@@ -175,7 +181,7 @@ def main():
             columns["text_pair"] = part[args.text_pair_column]
         return Dataset.from_dict(columns)
 
-    data = {split: prepare(split) for split in splits}
+    data = select_samples({split: prepare(split) for split in splits}, run_args)
     model = load_task_model(
         PixelM4ForSequenceClassification,
         args.model_name_or_path,
@@ -188,16 +194,17 @@ def main():
     )
     renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
     evaluating = configure_evaluation(training_args, "validation" in data)
-    trainer = Trainer(
-        model=model,
-        args=training_args,
+    trainer = make_trainer(
+        model,
+        training_args,
+        renderer,
         train_dataset=data["train"],
         eval_dataset=data.get("validation") if evaluating else None,
         data_collator=SequenceClassificationCollator(renderer, model.config.num_patches),
         compute_metrics=classification_metrics,
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
     )
-    run_and_save(trainer, renderer, data, skipped)
+    run_and_save(trainer, renderer, data, skipped, card_info(args))
 
 
 if __name__ == "__main__":

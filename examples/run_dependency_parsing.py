@@ -22,14 +22,16 @@ from functools import partial
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from pixel_m4.modeling_pixel_m4 import PixelM4ForBiaffineParsing
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
     SAMPLE_TRAINING,
     DropoutArguments,
+    RunArguments,
     WordTaskCollator,
+    card_info,
     check_rows,
     check_splits,
     configure_evaluation,
@@ -38,11 +40,13 @@ from pixel_m4.tasks_pixel_m4 import (
     load_renderer,
     load_splits,
     load_task_model,
+    make_trainer,
     parse_with_recipe,
     parsing_metrics,
     parsing_row_problem,
     preprocess_parser_logits,
     run_and_save,
+    select_samples,
 )
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "ud"
@@ -174,8 +178,10 @@ class ParsingArguments:
 
 
 def main():
-    args, dropout, training_args = parse_with_recipe(
-        (ParsingArguments, DropoutArguments, TrainingArguments), RECIPES, description=__doc__
+    args, run_args, dropout, training_args = parse_with_recipe(
+        (ParsingArguments, RunArguments, DropoutArguments, TrainingArguments),
+        RECIPES,
+        description=__doc__,
     )
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
@@ -212,7 +218,7 @@ def main():
             }
         )
 
-    data = {split: prepare(split) for split in splits}
+    data = select_samples({split: prepare(split) for split in splits}, run_args)
     model = load_task_model(
         PixelM4ForBiaffineParsing,
         args.model_name_or_path,
@@ -226,9 +232,10 @@ def main():
     )
     renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
     evaluating = configure_evaluation(training_args, "validation" in data)
-    trainer = Trainer(
-        model=model,
-        args=training_args,
+    trainer = make_trainer(
+        model,
+        training_args,
+        renderer,
         train_dataset=data["train"],
         eval_dataset=data.get("validation") if evaluating else None,
         data_collator=WordTaskCollator(
@@ -244,7 +251,7 @@ def main():
         ),
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
     )
-    run_and_save(trainer, renderer, data, skipped)
+    run_and_save(trainer, renderer, data, skipped, card_info(args))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sacrebleu
 import torch
 from datasets import concatenate_datasets, load_dataset
 from transformers import (
@@ -45,7 +44,7 @@ from pixel_m4.processing_pixel_m4 import (
     WORD_SEGMENTERS,
     PixelFallbackProcessor,
 )
-from pixel_m4.tasks_pixel_m4 import check_rows
+from pixel_m4.tasks_pixel_m4 import check_rows, load_metric
 from pixel_m4.tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
 
 logger = logging.getLogger(__name__)
@@ -318,11 +317,11 @@ def evaluate(model, processor, pairs, args: FallbackArguments, name: str) -> dic
         num_beams=args.num_beams,
         do_sample=False,
     )
-    references = [pairs["tgt"]]
-    scores = {
-        f"{name}_chrf++": sacrebleu.CHRF(word_order=2).corpus_score(hypotheses, references).score,
-        f"{name}_bleu": sacrebleu.BLEU().corpus_score(hypotheses, references).score,
-    }
+    # chrF++ and BLEU through the package's `translation_scores` evaluate module (sacrebleu)
+    computed = load_metric("translation_scores").compute(
+        predictions=hypotheses, references=list(pairs["tgt"])
+    )
+    scores = {f"{name}_{metric}": value for metric, value in computed.items()}
     logger.info("%s: %s | e.g. %r -> %r", name, scores, pairs["src"][0], hypotheses[0])
     return scores
 
@@ -375,6 +374,7 @@ def main():
             [row["src"] for row in rows],
             template=[row["template"] for row in rows],
             target=[row["target"] for row in rows],
+            output_format="uint8",  # compact pixels across the DataLoader; the encoder converts
         )
 
     results = evaluate(model, processor, evaluation, args, "before")

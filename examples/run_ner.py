@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from pixel_m4.modeling_pixel_m4 import PixelM4ForTokenClassification
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
     SAMPLE_TRAINING,
     DropoutArguments,
+    RunArguments,
     WordTaskCollator,
+    card_info,
     check_rows,
     check_splits,
     configure_evaluation,
@@ -31,11 +33,13 @@ from pixel_m4.tasks_pixel_m4 import (
     load_renderer,
     load_splits,
     load_task_model,
+    make_trainer,
     named_labels,
     ner_metrics,
     ner_row_problem,
     parse_with_recipe,
     run_and_save,
+    select_samples,
 )
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "ner" / "en"
@@ -140,8 +144,10 @@ class NerArguments:
 
 
 def main():
-    args, dropout, training_args = parse_with_recipe(
-        (NerArguments, DropoutArguments, TrainingArguments), RECIPES, description=__doc__
+    args, run_args, dropout, training_args = parse_with_recipe(
+        (NerArguments, RunArguments, DropoutArguments, TrainingArguments),
+        RECIPES,
+        description=__doc__,
     )
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
@@ -162,7 +168,7 @@ def main():
         tags = encode_labels(named_labels(splits[split], args.tags_column), label2id, split)
         return Dataset.from_dict({"tokens": splits[split][args.tokens_column], "labels": tags})
 
-    data = {split: prepare(split) for split in splits}
+    data = select_samples({split: prepare(split) for split in splits}, run_args)
     model = load_task_model(
         PixelM4ForTokenClassification,
         args.model_name_or_path,
@@ -175,16 +181,17 @@ def main():
     )
     renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
     evaluating = configure_evaluation(training_args, "validation" in data)
-    trainer = Trainer(
-        model=model,
-        args=training_args,
+    trainer = make_trainer(
+        model,
+        training_args,
+        renderer,
         train_dataset=data["train"],
         eval_dataset=data.get("validation") if evaluating else None,
         data_collator=WordTaskCollator(renderer, model.config.num_patches),
         compute_metrics=ner_metrics(model.config.id2label),
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
     )
-    run_and_save(trainer, renderer, data, skipped)
+    run_and_save(trainer, renderer, data, skipped, card_info(args))
 
 
 if __name__ == "__main__":

@@ -273,7 +273,17 @@ MODEL_INPUT_CASES = {
     "wider than the model": (torch.ones(2, 3, 16, 16 * (STRIP + 1)), None, "up to 256"),
     "3-D pixels": (torch.ones(3, 16, 16 * STRIP), None, "must be a tensor of shape"),
     "batch size 0": (pixels(batch=0), None, "batch size 0"),
-    "uint8 pixels": (pixels(dtype=torch.uint8, value=255), None, "got dtype torch.uint8"),
+    # integers are the renderer's compact format: one channel, 0-255
+    "uint8 pixels, 3 channels": (
+        pixels(dtype=torch.uint8, value=255),
+        None,
+        "\\(integers, the compact",
+    ),
+    "compact pixels over 255": (
+        torch.full((2, 1, 16, 16 * STRIP), 300, dtype=torch.int64),
+        None,
+        "must lie in \\[0, 255\\]",
+    ),
     "0-255 float pixels": (pixels(value=255.0), None, "must lie in \\[0, 1\\]"),
     "negative pixels (normalised)": (pixels(value=-1.0), None, "must lie in \\[0, 1\\]"),
     "numpy mask": (pixels(), np.ones((2, STRIP), np.int64), "must be a torch.Tensor"),

@@ -174,27 +174,44 @@ def test_app_functions_without_gradio(folder, monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # importing gradio would fail: not needed
     app = load_app()
     model, renderer = app.load(str(folder))
-    image, summary = app.render("Pixels, not tokens.", renderer)
-    assert image.shape == (368, 368) and image.dtype == np.uint8
+    text = "Pixels, not tokens. Language with pixels."
+    num_patches = int(renderer(text)["num_patches"][0])
+    rows = -(-num_patches // app.PATCHES_PER_ROW)
+    size = 16 * app.SCALE
+    image, summary = app.render(text, renderer)
+    # cropped to the rows in use, scaled up crisply (each pixel a SCALE x SCALE block), RGB gray
+    assert image.shape == (rows * size, app.PATCHES_PER_ROW * size, 3) and image.dtype == np.uint8
     assert image.min() == 0 and image.max() == 255  # black text on white
-    assert summary.startswith(f"{int(renderer('Pixels, not tokens.')['num_patches'][0])} patches")
-    original, masked, filled, loss = app.reconstruct(
-        "Pixels, not tokens. Language with pixels.", model, renderer, 0.5
-    )
-    assert original.shape == masked.shape == filled.shape == (368, 368)
-    hidden = np.all(
-        masked.reshape(23, 16, 23, 16).transpose(0, 2, 1, 3) == round(app.MASKED_GREY * 255),
-        axis=(2, 3),
-    )
+    assert (image[::3, ::3] == image[1::3, 1::3]).all()
+    assert summary.startswith(f"{num_patches} patches")
+    original, masked, filled, loss = app.reconstruct(text, model, renderer, 0.5)
+    assert original.shape == masked.shape == filled.shape == image.shape
+    cells = lambda img: img[..., 0].reshape(rows, size, -1, size).transpose(0, 2, 1, 3)  # noqa: E731
+    hidden = np.all(cells(masked) == round(app.MASKED_GREY * 255), axis=(2, 3))
     assert hidden.sum() > 0 and loss > 0
-    cells = lambda img: img.reshape(23, 16, 23, 16).transpose(0, 2, 1, 3)  # noqa: E731
-    np.testing.assert_array_equal(
-        cells(filled)[~hidden], cells(original)[~hidden]
-    )  # visible patches kept
+    # visible patches are kept as they are; hidden ones carry the red loss overlay
+    np.testing.assert_array_equal(cells(filled)[~hidden], cells(original)[~hidden])
+    red = filled[..., 0].astype(int) - filled[..., 1].astype(int)
+    tinted = red.reshape(rows, size, -1, size).transpose(0, 2, 1, 3).max(axis=(2, 3)) > 0
+    np.testing.assert_array_equal(tinted, hidden)
     with pytest.raises(ValueError, match="mask_ratio"):
         app.reconstruct("text", model, renderer, 1.5)
     with pytest.raises(ModuleNotFoundError):
         app.build_demo(model, renderer)
+
+
+def test_app_writes_a_space_folder(tmp_path):
+    app = load_app()
+    space = app.write_space(tmp_path / "space", "user/pixel-m4")
+    assert {p.name for p in space.iterdir()} >= {"app.py", "requirements.txt", "packages.txt",
+                                                 "README.md"}  # fmt: skip
+    assert "gradio" in (space / "requirements.txt").read_text()
+    assert "libpango-1.0-0" in (space / "packages.txt").read_text()
+    assert "sdk: gradio" in (space / "README.md").read_text()
+    # the Space's app loads its model by default and imports no pixel_m4 at module level
+    source = (space / "app.py").read_text()
+    assert "\nfrom pixel_m4" not in source and "\nimport pixel_m4" not in source
+    assert (space / "model.txt").read_text().strip() == "user/pixel-m4"
 
 
 def test_app_builds_gradio_blocks_without_launching(folder):

@@ -262,8 +262,8 @@ def test_collator_renders_in_forked_dataloader_workers_identically(short_rendere
 
     in_process, in_workers = batches(0), batches(2)
     assert set(in_process[0]) == {"pixel_values", "attention_mask"}
-    assert in_process[0]["pixel_values"].shape == (4, 3, 16, 16 * 48)
-    expected = short_renderer(texts[:4], return_tensors="pt")
+    assert in_process[0]["pixel_values"].shape == (4, 1, 16, 16 * 48)  # the compact format
+    expected = short_renderer(texts[:4], return_tensors="pt", output_format="uint8")
     assert torch.equal(in_process[0]["pixel_values"], expected["pixel_values"])
     for a, b in zip(in_process, in_workers, strict=True):
         assert torch.equal(a["pixel_values"], b["pixel_values"])

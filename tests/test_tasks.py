@@ -175,7 +175,7 @@ def test_word_collator_pads_aligns_and_ignores_truncated_words(renderer):
         {"tokens": long_tokens, "labels": [0] * 40},
     ]
     batch = WordTaskCollator(renderer, num_patches=49, padding="max_length")(features)
-    assert batch["pixel_values"].shape == (2, 3, 16, 16 * 49)
+    assert batch["pixel_values"].shape == (2, 1, 16, 16 * 49)  # the compact format
     assert batch["attention_mask"].shape == (2, 49)
     assert batch["attention_mask"][:, PATCHES:].sum() == 0  # padding to the model's width
     assert batch["word_spans"].shape == (2, 40, 2)

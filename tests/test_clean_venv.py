@@ -1,0 +1,195 @@
+"""A Hub user's first day: every folder the package writes loads and runs from raw text in a clean
+virtualenv holding torch (CPU), transformers and exactly what the model card's install line names,
+without pixel_m4. The venv is cached under ~/.cache/pixel-m4-test-venv/<hash of the
+requirements>, so only the first run (or a new install line) builds it."""
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from pixel_m4.convert_pixel_m4 import convert_pixel_checkpoint
+from pixel_m4.hub_pixel_m4 import create_hub_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_CACHE = Path(os.environ.get("PIXEL_M4_TEST_VENV_CACHE", "~/.cache/pixel-m4-test-venv"))
+TORCH_INDEX = os.environ.get("TORCH_INDEX_URL", "https://download.pytorch.org/whl/cpu")
+
+
+def card_install_line() -> list[str]:
+    """The packages of the first `pip install` line of model_card.md."""
+    text = (ROOT / "model_card.md").read_text()
+    line = re.search(r"^pip install (.+)$", text, re.MULTILINE).group(1)
+    return [item.strip("\"'") for item in line.split()]
+
+
+def pinned_requirements() -> list[str]:
+    """The card's packages pinned to the versions installed here (which must satisfy the card's
+    specifiers): the venv is reproducible and its cache key changes with the card or versions."""
+    pinned = []
+    for item in card_install_line():
+        requirement = Requirement(item)
+        version = importlib.metadata.version(requirement.name).split("+")[0]
+        assert requirement.specifier.contains(version, prereleases=True), (item, version)
+        pinned.append(f"{requirement.name}=={version}")
+    return pinned
+
+
+def build_venv(requirements: list[str]) -> Path:
+    key = hashlib.sha256(json.dumps([sys.version, requirements]).encode()).hexdigest()[:16]
+    venv = VENV_CACHE.expanduser() / key
+    python = venv / "bin" / "python"
+    if (venv / "complete").is_file():
+        return python
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    torch = [item for item in requirements if item.startswith("torch==")]
+    # torch from the CPU index first, as install.sh does (a plain install pulls the CUDA build)
+    if torch and subprocess.run([*pip, *torch, "--index-url", TORCH_INDEX,
+                                 "--extra-index-url", "https://pypi.org/simple"]).returncode:  # fmt: skip
+        subprocess.run([*pip, *torch], check=True)
+    subprocess.run([*pip, *requirements], check=True)
+    (venv / "complete").write_text("\n".join(requirements) + "\n")
+    return python
+
+
+# Runs inside the clean venv; prints one JSON line of results.
+RUN_FOLDERS = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    import torch
+    import transformers
+    from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
+    from transformers import AutoModelForTokenClassification, AutoProcessor, pipeline
+    assert importlib.util.find_spec("pixel_m4") is None, "pixel_m4 must not be installed"
+    folders = json.loads(sys.argv[1])
+    text = "Maria lives in Oslo, नमस्ते दुनिया 你好"
+    auto = {"pretraining": AutoModelForPreTraining, "converted": AutoModelForPreTraining,
+            "classification": AutoModelForSequenceClassification,
+            "ner": AutoModelForTokenClassification, "parsing": AutoModel}
+    tasks = {"classification": "text-classification", "ner": "token-classification",
+             "parsing": "dependency-parsing"}
+    results = {"modules": sorted(name.split(".")[0] for name in sys.modules
+                                 if name.split(".")[0] in ("manimgx_fonts", "manimgx_fonts_cjk",
+                                                           "pixel_m4", "PIL"))}
+    for kind, folder in folders.items():
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+        model = auto[kind].from_pretrained(folder, trust_remote_code=True).eval()
+        inputs = processor([text], return_tensors="pt", return_word_spans=True)
+        model_inputs = {"pixel_values": inputs["pixel_values"],
+                        "attention_mask": inputs["attention_mask"]}
+        if kind in ("ner", "parsing"):
+            model_inputs["word_spans"] = torch.tensor(inputs["word_patch_spans"])
+        with torch.no_grad():
+            output = model(**model_inputs)
+        entry = {"processor": type(processor).__module__, "model": type(model).__name__,
+                 "model_module": type(model).__module__, "missing_glyphs": int(inputs["missing_glyphs"][0])}
+        if kind in tasks:
+            entry["pipeline"] = pipeline(tasks[kind], model=folder, trust_remote_code=True)(text)
+        entry["embedding"] = len(pipeline("feature-extraction", model=folder,
+                                          trust_remote_code=True)(text))
+        results[kind] = entry
+    results["modules_after"] = sorted(name.split(".")[0] for name in sys.modules
+                                      if name.split(".")[0] in ("manimgx_fonts", "manimgx_fonts_cjk",
+                                                                "pixel_m4", "PIL"))
+    print(json.dumps(results))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """One folder of each kind the package writes (tiny models, 1 training step)."""
+    sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: not by default
+    try:
+        from test_convert import write_original_folder
+        from test_run_conventions import QUICK, flags, run_script
+    finally:
+        sys.path.remove(str(Path(__file__).parent))
+
+    root = tmp_path_factory.mktemp("folders")
+    made = {"pretraining": create_hub_folder(root / "pretraining", preset="test")}
+    made["converted"] = convert_pixel_checkpoint(
+        write_original_folder(root / "original"), root / "converted"
+    )
+    base = create_hub_folder(root / "base", preset="test", image_size=(16, 16 * 64))
+    monkeypatch = pytest.MonkeyPatch()
+    for kind, script in [("classification", "run_classification"), ("ner", "run_ner"),
+                         ("parsing", "run_dependency_parsing")]:  # fmt: skip
+        made[kind] = root / kind
+        run_script(
+            script,
+            ["--model_name_or_path", str(base), "--output_dir", str(made[kind]),
+             "--max_seq_length", "32", *flags(QUICK)],
+            monkeypatch,
+        )  # fmt: skip
+    monkeypatch.undo()
+    return made
+
+
+@pytest.mark.slow  # builds the venv once (a few minutes), then ~1 min
+def test_every_folder_runs_from_raw_text_in_a_clean_venv(folders, tmp_path):
+    python = build_venv(pinned_requirements())
+    completed = subprocess.run(
+        [str(python), "-c", RUN_FOLDERS, json.dumps({k: str(v) for k, v in folders.items()})],
+        capture_output=True, text=True, cwd=tmp_path, timeout=900,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ["HOME"],
+             "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    # the folders carry their fonts: no font package, no pillow, no pixel_m4
+    assert results["modules_after"] == []
+    expected = {"pretraining": "PixelM4ForPreTraining", "converted": "PixelM4ForPreTraining",
+                "classification": "PixelM4ForSequenceClassification",
+                "ner": "PixelM4ForTokenClassification", "parsing": "PixelM4ForBiaffineParsing"}  # fmt: skip
+    for kind, model_class in expected.items():
+        entry = results[kind]
+        assert entry["processor"].startswith("transformers_modules."), kind
+        assert entry["model_module"].startswith("transformers_modules."), kind
+        assert entry["model"] == model_class and entry["embedding"] > 0
+    assert {"label", "score"} <= set(results["classification"]["pipeline"])
+    assert all({"word", "start", "end", "head", "relation"} <= set(word)
+               for word in results["parsing"]["pipeline"])  # fmt: skip
+    print(
+        json.dumps(
+            {kind: results[kind].get("pipeline") for kind in ("classification", "ner", "parsing")},
+            ensure_ascii=False,
+        )
+    )
+
+
+def test_missing_pango_is_one_clear_error(tmp_path):
+    script = textwrap.dedent(
+        """
+        import pixel_m4.rendering_pixel_m4 as rendering
+        rendering._LIBRARY_NAMES = {"pango": ("libpango-missing.so.0", "pango-missing")}
+        try:
+            rendering.PixelM4TextRenderer()
+        except ImportError as error:
+            print("ERROR:", error)
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    message = completed.stdout
+    assert "ERROR: pixel-m4 needs the system libraries Pango" in message
+    assert "apt-get install libpango-1.0-0" in message and "brew install pango" in message
+
+
+def test_card_install_line_names_what_the_remote_code_imports():
+    assert {Requirement(item).name for item in card_install_line()} == {
+        "torch",
+        "transformers",
+        "cffi",
+    }
