@@ -828,8 +828,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             hint_style=self.hint_style,
             hint_metrics=self.hint_metrics,
         )
-        # a word's rendering also depends on how it is cut into pairs
-        self._word_key = (self._setup_key, self.render_mode, self.group_graphemes)
+        # word cache keys: (this, word), indexed by `mirrored` (a word's rendering also depends
+        # on how it is cut into pairs and on their order); strings hash once
+        self._word_keys = tuple(
+            f"{self._setup_key}|{self.render_mode}|{self.group_graphemes}|{mirrored}"
+            for mirrored in (False, True)
+        )
         self._warned_missing = False
         # Build the Pango state now, so a corrupt font fails at construction.
         with _lock:
@@ -1163,7 +1167,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         in `space` patches ("" if none does). Measures at most `strip_budget` + 1 patches of
         pairs, so a word of any length costs no more than one strip. The prefix is the word's
         start in text order (a mirrored right-to-left word keeps its first pairs too)."""
-        if _word_cache.get(((self._word_key, mirrored), word)) is not None:
+        if _word_cache.get((self._word_keys[mirrored], word)) is not None:
             return None  # only words that fit a strip are cached
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
         used, fitting = 0, 0
@@ -1215,7 +1219,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         cache (itself composed from cached units); the word cache takes a word the second time
         it is seen, so a stream of rare words never pays for building and evicting entries.
         """
-        key = ((self._word_key, mirrored), word)
+        key = (self._word_keys[mirrored], word)
         word_ink = _lru_get(_word_cache, key)
         if word_ink is None:
             if not (self.word_cache_size and _lru_get(_seen_words, key)):
@@ -1317,7 +1321,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 self._free_layouts(setup, layouts)
 
     def _word_ink(self, setup: _FontSetup, word: str, mirrored: bool) -> _WordInk:
-        key = ((self._word_key, mirrored), word)
+        key = (self._word_keys[mirrored], word)
         cached = _lru_get(_word_cache, key)
         if cached is not None:
             return cached
