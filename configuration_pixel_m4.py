@@ -39,16 +39,30 @@ class PixelM4Config(PreTrainedConfig):
     i.e. 16 x 8464 px = 529 patches for the paper's models. Positions are fixed 2-D sin-cos
     embeddings on a sqrt(num_patches) square grid, as in the released checkpoints.
 
-    Pretraining masks `mask_ratio` of the *text* patches, in spans of 1..`span_max_length`
-    patches drawn with `span_cumulative_weights` (`masking="span"`), or uniformly
-    (`masking="random"`). `norm_pix_loss` normalises each target patch by its own mean and
-    variance. `pooling_mode` is how task heads and embeddings pool patches (`mean` over
-    attended patches, `cls`, or `max`).
+    Defaults are the published ones (PIXEL-M4 paper + ilkerkesen/pixel-m4 code); see
+    docs/fidelity.md for each choice and its options.
 
-    Task heads: `word_pooling` is how token classification turns a word's patches into one
-    vector (`first` patch, the paper's choice, or `mean`); the biaffine parser (Dozat & Manning
-    2017) projects word vectors to `biaffine_arc_size` (arc scorer) and `biaffine_rel_size`
-    (relation classifier) dimensions before its biaffine products.
+    Pretraining masks `mask_ratio` of each strip's attended patches (text + end patch), in spans
+    of 1..`span_max_length` patches drawn with `span_cumulative_weights` and kept `span_spacing`
+    patches apart ("span": as many unmasked patches on each side as the span is long; PIXEL's
+    `SpanMaskingGenerator`), with `masking="span"`; or uniformly (`masking="random"`).
+    `norm_pix_loss` normalises each target patch by its own mean and variance.
+
+    Dropout: `hidden_dropout_prob` and `attention_probs_dropout_prob` (0.1, PIXELConfig and
+    Table 7); task models also drop out after the embeddings (the published ViT does) and in the
+    head (`classifier_dropout`, default: `hidden_dropout_prob`, as the published heads).
+    `trainable_position_embeddings`: None = as published (frozen sin-cos in pretraining,
+    trained when fine-tuning); True / False force it.
+
+    Task heads: `pooling_mode` is how sequence classification pools patches: `mean` (published
+    default: Linear + GELU + LayerNorm + dropout on every patch, then the mean over attended
+    patches), `max` (same projection, then the max) or `cls` (the ViT pooler, dense + tanh, on
+    the CLS vector). `word_pooling` is how token classification turns a word's patches into one
+    vector (`first` patch, the paper's choice, or `mean`). `parser_variant` picks the biaffine
+    parser: `published` (biaffine scores on the encoder's word vectors, ROOT = pooler output) or
+    `dozat_manning` (MLPs of `biaffine_arc_size` / `biaffine_rel_size` before the biaffine
+    products, CLS as ROOT, impossible heads masked); `parser_decoding` is `greedy` (published:
+    argmax head per word) or `mst` (Chu-Liu-Edmonds, one root).
     """
 
     model_type = "pixel_m4"
@@ -58,8 +72,8 @@ class PixelM4Config(PreTrainedConfig):
     num_attention_heads: int = 12
     intermediate_size: int = 3072
     hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.0
-    attention_probs_dropout_prob: float = 0.0
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     image_size: list[int] | tuple[int, int] = (16, 8464)
@@ -77,11 +91,15 @@ class PixelM4Config(PreTrainedConfig):
     masking: str = "span"
     span_max_length: int = 6
     span_cumulative_weights: list[float] | tuple[float, ...] = PAPER_SPAN_WEIGHTS
+    span_spacing: int | str = "span"
     norm_pix_loss: bool = True
+    trainable_position_embeddings: bool | None = None
 
     pooling_mode: str = "mean"
-    classifier_dropout: float = 0.1
+    classifier_dropout: float | None = None
     word_pooling: str = "first"
+    parser_variant: str = "published"
+    parser_decoding: str = "greedy"
     biaffine_arc_size: int = 500
     biaffine_rel_size: int = 100
 
@@ -104,9 +122,9 @@ class PixelM4Config(PreTrainedConfig):
             "num_hidden_layers", "intermediate_size", "patch_size", "num_channels",
             "decoder_num_hidden_layers", "decoder_intermediate_size", "span_max_length",
         )  # fmt: skip
-        _check_probabilities(
-            self, "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"
-        )
+        _check_probabilities(self, "hidden_dropout_prob", "attention_probs_dropout_prob")
+        if self.classifier_dropout is not None:  # None: the heads use hidden_dropout_prob
+            _check_probabilities(self, "classifier_dropout")
         _check_heads("", self.hidden_size, self.num_attention_heads)
         _check_heads("decoder_", self.decoder_hidden_size, self.decoder_num_attention_heads)
         height, width = self.image_size
@@ -135,12 +153,28 @@ class PixelM4Config(PreTrainedConfig):
                 "span_cumulative_weights must be non-decreasing, end at 1.0 and have "
                 f"span_max_length={self.span_max_length} entries, got {weights}"
             )
+        if self.span_spacing != "span" and (
+            isinstance(self.span_spacing, bool)
+            or not isinstance(self.span_spacing, int)
+            or self.span_spacing < 0
+        ):
+            raise ValueError(
+                f"span_spacing must be 'span' or an int >= 0, got {self.span_spacing!r}"
+            )
         if self.pooling_mode not in ("mean", "cls", "max"):
             raise ValueError(
                 f"pooling_mode must be 'mean', 'cls' or 'max', got {self.pooling_mode!r}"
             )
         if self.word_pooling not in ("first", "mean"):
             raise ValueError(f"word_pooling must be 'first' or 'mean', got {self.word_pooling!r}")
+        if self.parser_variant not in ("published", "dozat_manning"):
+            raise ValueError(
+                f"parser_variant must be 'published' or 'dozat_manning', got {self.parser_variant!r}"
+            )
+        if self.parser_decoding not in ("greedy", "mst"):
+            raise ValueError(
+                f"parser_decoding must be 'greedy' or 'mst', got {self.parser_decoding!r}"
+            )
         if self.biaffine_arc_size <= 0 or self.biaffine_rel_size <= 0:
             raise ValueError(
                 "biaffine_arc_size and biaffine_rel_size must be positive, got "
@@ -150,6 +184,14 @@ class PixelM4Config(PreTrainedConfig):
     @property
     def num_patches(self) -> int:
         return self.image_size[1] // self.patch_size
+
+    @property
+    def head_dropout(self) -> float:
+        """Dropout of the task heads: `classifier_dropout`, else `hidden_dropout_prob` (the
+        published heads use hidden_dropout_prob)."""
+        if self.classifier_dropout is None:
+            return self.hidden_dropout_prob
+        return self.classifier_dropout
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "PixelM4Config":

@@ -11,6 +11,8 @@ to its longest text; patch k keeps position k either way), K kept patches, D hid
 P patch size.
 """
 
+import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,23 +87,58 @@ def span_mask(
     mask_ratio: float,
     cumulative_weights: list[float],
     generator: torch.Generator | None = None,
+    spacing: int | str = "span",
+    max_attempts: int = 100,
 ) -> torch.Tensor:
-    """Bool [B, L]: `mask_ratio` of each strip's text patches, hidden in spans (PIXEL's scheme).
+    """Bool [B, L]: PIXEL's span masking, as `SpanMaskingGenerator(spacing=...)` of the published
+    code (pixel/models/masking.py, called by scripts/training/run_pretraining_pixel_m4.py).
 
-    Text patches are the attended ones minus the final (black end) patch. Span lengths 1..S are
-    drawn with the given cumulative weights; spans may overlap and are clipped so that exactly
-    round(mask_ratio * num_text_patches) patches end up masked.
+    The region is each strip's attended patches n (text + the black end patch: the published
+    script passes `num_text_patches + 1`; attended patches are a prefix); the budget is
+    ceil(mask_ratio * n). Spans are added one at a time: a length 1..S drawn with the cumulative
+    weights and a uniform start in the region; a span is kept only if no masked patch lies within
+    `spacing` patches on either side of it ("span": as many as its own length) and it adds at least
+    one and at most min(budget left, S) new patches. A row stops after `max_attempts` failed tries
+    in a row and is topped up with uniformly drawn unmasked patches of its region, as the published
+    model's `controlled_masking` does, so every row ends with exactly its budget.
+
+    The search is sequential per row, so it runs on Python scalars (a `random.Random` seeded from
+    torch's generator, hence reproducible): 1 ms per strip, faster than tensor code (see
+    benchmarks/bench_masking.py).
     """
-    weights = torch.diff(torch.tensor([0.0, *cumulative_weights]))
+    if spacing != "span" and (
+        isinstance(spacing, bool) or not isinstance(spacing, int) or spacing < 0
+    ):
+        raise ValueError(f"spacing must be 'span' or an int >= 0, got {spacing!r}")
+    rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    lengths = range(1, len(cumulative_weights) + 1)
     mask = torch.zeros(attention_mask.shape, dtype=torch.bool)
-    for row, num_text in enumerate((attention_mask.sum(1) - 1).clamp(min=0).tolist()):
-        target, masked = round(mask_ratio * num_text), 0
-        while masked < target:
-            span = int(torch.multinomial(weights, 1, generator=generator)) + 1
-            span = min(span, target - masked)
-            start = int(torch.randint(0, num_text - span + 1, (1,), generator=generator))
-            masked += int((~mask[row, start : start + span]).sum())
-            mask[row, start : start + span] = True
+    for row, region in enumerate(attention_mask.sum(1).tolist()):
+        budget = math.ceil(region * mask_ratio)
+        hidden = bytearray(region)
+        masked = failures = 0
+        while masked < budget and failures < max_attempts:
+            span = rng.choices(lengths, cum_weights=cumulative_weights)[0]
+            if span < region:
+                left = rng.randint(0, region - span)
+                space = span if spacing == "span" else spacing
+                new = span - sum(hidden[left : left + span])
+                if (
+                    0 < new <= min(budget - masked, len(lengths))
+                    and not any(hidden[max(0, left - space) : left])
+                    and not any(hidden[left + span : min(left + span + space, region)])
+                ):
+                    hidden[left : left + span] = bytes([1]) * span
+                    masked += new
+                    failures = 0
+                    continue
+            failures += 1
+        if masked < budget:
+            free = [index for index, value in enumerate(hidden) if not value]
+            for index in rng.sample(free, budget - masked):
+                hidden[index] = 1
+        if region:
+            mask[row, :region] = torch.frombuffer(hidden, dtype=torch.uint8).bool()
     return mask.to(attention_mask.device)
 
 
@@ -231,18 +268,27 @@ class PixelM4Layer(GradientCheckpointingLayer):
 
 
 class PixelM4Embeddings(nn.Module):
-    """Patch projection (a P x P, stride P convolution) + fixed positions + CLS."""
+    """Patch projection (a P x P, stride P convolution) + sin-cos positions + CLS.
 
-    def __init__(self, config: PixelM4Config):
+    As the published code: the pretraining encoder (PIXELEmbeddings) keeps the positions frozen
+    and has no dropout; the fine-tuning encoder (pixel/models/vit.py ViTEmbeddings) trains them
+    and drops out `hidden_dropout_prob` after adding them. `config.trainable_position_embeddings`
+    overrides the first.
+    """
+
+    def __init__(self, config: PixelM4Config, pretraining: bool = False):
         super().__init__()
         self.config = config
         self.patch_embeddings = nn.Conv2d(
             config.num_channels, config.hidden_size, config.patch_size, stride=config.patch_size
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        trainable = config.trainable_position_embeddings
         self.position_embeddings = nn.Parameter(
-            torch.zeros(1, config.num_patches + 1, config.hidden_size), requires_grad=False
+            torch.zeros(1, config.num_patches + 1, config.hidden_size),
+            requires_grad=not pretraining if trainable is None else trainable,
         )
+        self.dropout = nn.Dropout(0.0 if pretraining else config.hidden_dropout_prob)
 
     def forward(self, pixel_values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """[B, C, P, P*L] -> [B, 1+L, D], or [B, 1+K, D] with only the patches in `keep` [B, K]."""
@@ -254,7 +300,19 @@ class PixelM4Embeddings(nn.Module):
         if keep is not None:
             patches = patches.gather(1, keep[..., None].expand(-1, -1, patches.shape[-1]))
         cls = (self.cls_token + self.position_embeddings[:, :1]).expand(patches.shape[0], -1, -1)
-        return torch.cat([cls, patches], dim=1)
+        return self.dropout(torch.cat([cls, patches], dim=1))
+
+
+class PixelM4Pooler(nn.Module):
+    """The ViT pooler of the published task models: dense + tanh on the CLS vector."""
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden_states[:, 0]))
 
 
 class PixelM4Decoder(nn.Module):
@@ -391,19 +449,27 @@ class PixelM4PreTrainedModel(PreTrainedModel):
 
 
 class PixelM4Model(PixelM4PreTrainedModel):
-    """The PIXEL-M4 encoder: rendered strip in, one vector per patch (+ CLS) out."""
+    """The PIXEL-M4 encoder: rendered strip in, one vector per patch (+ CLS) out.
+
+    `pretraining=True` builds the pretraining encoder (frozen positions, no embedding dropout);
+    `add_pooling_layer=True` adds `pooler` (dense + tanh of CLS) for the heads that use it.
+    """
 
     # Loading the encoder alone from a pretraining or task folder leaves out the decoder / head
     # on purpose: no unexpected-keys report for them.
     _keys_to_ignore_on_load_unexpected = [
         r"^decoder\.",
         r"^classifier\.",
-        r"^(arc|rel)_(dependent|head|scorer)\.",
+        r"^pooler\.",
+        r"^(arc|rel)_(dependent|head)\.",
+        r"^biaffine_(arcs|rels)\.",
     ]
 
-    def __init__(self, config: PixelM4Config):
+    def __init__(
+        self, config: PixelM4Config, pretraining: bool = False, add_pooling_layer: bool = False
+    ):
         super().__init__(config)
-        self.embeddings = PixelM4Embeddings(config)
+        self.embeddings = PixelM4Embeddings(config, pretraining=pretraining)
         self.layers = nn.ModuleList(
             PixelM4Layer(
                 config, config.hidden_size, config.num_attention_heads, config.intermediate_size
@@ -411,6 +477,7 @@ class PixelM4Model(PixelM4PreTrainedModel):
             for _ in range(config.num_hidden_layers)
         )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = PixelM4Pooler(config) if add_pooling_layer else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -543,7 +610,7 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
 
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
-        self.vit = PixelM4Model(config)
+        self.vit = PixelM4Model(config, pretraining=True)
         self.decoder = PixelM4Decoder(config)
         self.post_init()
 
@@ -560,6 +627,7 @@ class PixelM4ForPreTraining(PixelM4PreTrainedModel):
                 self.config.mask_ratio,
                 self.config.span_cumulative_weights,
                 generator,
+                spacing=self.config.span_spacing,
             )
         return random_mask(attention_mask.cpu(), self.config.mask_ratio, generator)
 
@@ -782,8 +850,30 @@ class PixelM4TaskOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
+class PixelM4PoolingHead(nn.Module):
+    """The published classification pooler (pixel/models/pooling.py,
+    PoolingForSequenceClassificationHead): every patch through Linear + GELU + LayerNorm
+    (eps 1e-12) + dropout, then the mean (or max) over the attended patches."""
+
+    def __init__(self, config: PixelM4Config):
+        super().__init__()
+        self.linear = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.GELU()
+        self.ln = nn.LayerNorm(config.hidden_size, eps=1e-12)
+        self.dropout = nn.Dropout(config.head_dropout)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str):
+        """[B, 1+L, D] encoder output, [B, 1+L] mask -> [B, D] (CLS left out)."""
+        patches = self.dropout(self.ln(self.activation(self.linear(hidden_states[:, 1:]))))
+        with_cls = torch.cat([hidden_states[:, :1], patches], 1)  # pool_patches skips row 0
+        return pool_patches(with_cls, attention_mask, mode)
+
+
 class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
-    """Pooled patches (config.pooling_mode: mean over attended patches, cls or max) -> linear.
+    """Sequence classifier as published (pixel/models/pixel/modeling_pixel.py,
+    PIXELForSequenceClassification): `pooling_mode="mean"` (default) or `"max"` pools the
+    patches through `pooler` (PixelM4PoolingHead); `"cls"` feeds the ViT pooler output (dense +
+    tanh of CLS, `vit.pooler`) to the classifier. Then one linear layer.
 
     Loss as in transformers' heads, chosen by config.problem_type (inferred when unset):
     regression (MSE; num_labels == 1), single-label (cross
@@ -793,8 +883,9 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.vit = PixelM4Model(config)
-        self.dropout = nn.Dropout(config.classifier_dropout)
+        cls_pooling = config.pooling_mode == "cls"
+        self.vit = PixelM4Model(config, add_pooling_layer=cls_pooling)
+        self.pooler = None if cls_pooling else PixelM4PoolingHead(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -807,10 +898,12 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
         **kwargs,
     ) -> PixelM4TaskOutput:
         encoded = self.vit(pixel_values, attention_mask, return_dict=True, **kwargs)
-        pooled = pool_patches(
-            encoded.last_hidden_state, encoded.attention_mask, self.config.pooling_mode
-        )
-        logits = self.classifier(self.dropout(pooled))
+        hidden = encoded.last_hidden_state
+        if self.pooler is None:
+            pooled = self.vit.pooler(hidden)
+        else:
+            pooled = self.pooler(hidden, encoded.attention_mask, self.config.pooling_mode)
+        logits = self.classifier(pooled)
         loss = None if labels is None else self.classification_loss(logits, labels)
         return PixelM4TaskOutput(
             loss=loss,
@@ -848,7 +941,7 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.vit = PixelM4Model(config)
-        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -885,7 +978,8 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
 
 class PixelM4Biaffine(nn.Module):
     """x [B, N, d], y [B, M, d] -> [B, N, M, out]: x_i^T U_o y_j with a bias unit appended to x
-    (and to y if `bias_y`), so the product also holds linear terms (Dozat & Manning 2017)."""
+    (and to y if `bias_y`), so the product also holds linear terms (Dozat & Manning 2017; the
+    published pixel/models/biaffine.py, weight [out, d + 1, d + bias_y], zero-initialised)."""
 
     def __init__(self, size: int, out_features: int, bias_y: bool):
         super().__init__()
@@ -901,10 +995,11 @@ class PixelM4Biaffine(nn.Module):
 
 @dataclass
 class PixelM4ParsingOutput(ModelOutput):
-    """`arc_logits` [B, W, 1+W]: score of each head (0 = ROOT, j = word j) for each word;
-    impossible heads (padding, truncated words, the word itself) hold the dtype's minimum.
+    """`arc_logits` [B, W, 1+W]: score of each head (0 = ROOT, j = word j) for each word (the
+    dozat_manning variant gives impossible heads — padding, truncated words, the word itself —
+    the dtype's minimum; the published one scores every candidate).
     `rel_logits` [B, W, 1+W, num_labels]: relation scores for every (word, head) pair.
-    `word_mask` [B, W]: 1 for words that were rendered (have patches), for decoding."""
+    `word_mask` [B, W]: 1 for words that were rendered (have patches)."""
 
     loss: torch.Tensor | None = None
     arc_logits: torch.Tensor | None = None
@@ -915,13 +1010,20 @@ class PixelM4ParsingOutput(ModelOutput):
 
 
 class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
-    """Biaffine dependency parser (Dozat & Manning 2017) on PIXEL-M4, as in Rust et al. 2023.
+    """Biaffine dependency parser on PIXEL-M4 (Dozat & Manning 2017; Rust et al. 2023).
 
-    Word vectors are the mean of each word's patches, the CLS vector stands for ROOT. Separate
-    MLPs give each word a dependent and a head view for arcs (biaffine_arc_size) and relations
-    (biaffine_rel_size); a biaffine product scores every (word, head) pair and a bilinear one
-    labels it. Loss: cross entropy over the heads of each word + over the relations at the gold
-    head. Decode trees with `tasks_pixel_m4.decode_trees` (Chu-Liu-Edmonds, one root).
+    Word vectors are the mean of each word's patches (zeros for a word without patches).
+    `config.parser_variant`:
+    * `published` (default; pixel/models/pixel/modeling_pixel.py, PIXELForBiaffineParsing):
+      dropout on the patch vectors, biaffine arc and relation scores directly on the word
+      vectors, ROOT = the ViT pooler output (dense + tanh of CLS); every candidate head is
+      scored (the word itself, padding and truncated words included).
+    * `dozat_manning`: separate MLPs (biaffine_arc_size / biaffine_rel_size, LeakyReLU 0.1,
+      dropout) give each word a dependent and a head view; the CLS vector is ROOT; impossible
+      heads (padding, truncated words, the word itself) are masked out.
+    Loss: cross entropy over the heads of each word + over the relations at the gold head.
+    Decode with `tasks_pixel_m4.decode_trees` (`config.parser_decoding`: greedy argmax as
+    published, or Chu-Liu-Edmonds with one root).
     Labels: `arc_labels` [B, W] (0 = ROOT, j = word j, 1-based) and `rel_labels` [B, W]
     (ids of config.id2label), -100 where ignored.
     """
@@ -929,22 +1031,26 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.vit = PixelM4Model(config)
-        self.dropout = nn.Dropout(config.classifier_dropout)
+        published = config.parser_variant == "published"
+        self.vit = PixelM4Model(config, add_pooling_layer=published)
+        self.dropout = nn.Dropout(config.head_dropout)
+        arc_size, rel_size = config.hidden_size, config.hidden_size
+        if not published:
+            arc_size, rel_size = config.biaffine_arc_size, config.biaffine_rel_size
 
-        def mlp(size: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Linear(config.hidden_size, size),
-                nn.LeakyReLU(0.1),
-                nn.Dropout(config.classifier_dropout),
-            )
+            def mlp(size: int) -> nn.Sequential:
+                return nn.Sequential(
+                    nn.Linear(config.hidden_size, size),
+                    nn.LeakyReLU(0.1),
+                    nn.Dropout(config.head_dropout),
+                )
 
-        self.arc_dependent = mlp(config.biaffine_arc_size)
-        self.arc_head = mlp(config.biaffine_arc_size)
-        self.rel_dependent = mlp(config.biaffine_rel_size)
-        self.rel_head = mlp(config.biaffine_rel_size)
-        self.arc_scorer = PixelM4Biaffine(config.biaffine_arc_size, 1, bias_y=False)
-        self.rel_scorer = PixelM4Biaffine(config.biaffine_rel_size, config.num_labels, bias_y=True)
+            self.arc_dependent = mlp(arc_size)
+            self.arc_head = mlp(arc_size)
+            self.rel_dependent = mlp(rel_size)
+            self.rel_head = mlp(rel_size)
+        self.biaffine_arcs = PixelM4Biaffine(arc_size, 1, bias_y=False)
+        self.biaffine_rels = PixelM4Biaffine(rel_size, config.num_labels, bias_y=True)
         self.post_init()
 
     @can_return_tuple
@@ -962,19 +1068,26 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
         )
         encoded = self.vit(pixel_values, attention_mask, return_dict=True, **kwargs)
         hidden = encoded.last_hidden_state
-        words = word_vectors(hidden, word_spans, "mean")
-        nodes = self.dropout(torch.cat([hidden[:, :1], words], 1))  # [B, 1+W, D], ROOT first
-        words = nodes[:, 1:]
-
         word_mask = word_spans[..., 1] > word_spans[..., 0]  # [B, W]
-        head_mask = torch.cat([word_mask.new_ones(word_mask.shape[0], 1), word_mask], 1)
-        positions = torch.arange(words.shape[1] + 1, device=words.device)
-        not_self = positions[None, :] != positions[1:, None]  # [W, 1+W]: word i is node i + 1
-        allowed = head_mask[:, None, :] & not_self[None]  # [B, W, 1+W]
+        if self.vit.pooler is not None:  # published
+            words = word_vectors(self.dropout(hidden), word_spans, "mean")
+            nodes = torch.cat([self.vit.pooler(hidden)[:, None], words], 1)  # ROOT first
+            arc_words, arc_nodes, rel_words, rel_nodes = words, nodes, words, nodes
+            allowed = word_mask.new_ones(*word_mask.shape, word_mask.shape[1] + 1)
+        else:
+            words = word_vectors(hidden, word_spans, "mean")
+            nodes = self.dropout(torch.cat([hidden[:, :1], words], 1))  # [B, 1+W, D], ROOT first
+            words = nodes[:, 1:]
+            arc_words, arc_nodes = self.arc_dependent(words), self.arc_head(nodes)
+            rel_words, rel_nodes = self.rel_dependent(words), self.rel_head(nodes)
+            head_mask = torch.cat([word_mask.new_ones(word_mask.shape[0], 1), word_mask], 1)
+            positions = torch.arange(words.shape[1] + 1, device=words.device)
+            not_self = positions[None, :] != positions[1:, None]  # [W, 1+W]: word i is node i+1
+            allowed = head_mask[:, None, :] & not_self[None]  # [B, W, 1+W]
 
-        arc_logits = self.arc_scorer(self.arc_dependent(words), self.arc_head(nodes))[..., 0]
+        arc_logits = self.biaffine_arcs(arc_words, arc_nodes)[..., 0]
         arc_logits = arc_logits.masked_fill(~allowed, torch.finfo(arc_logits.dtype).min)
-        rel_logits = self.rel_scorer(self.rel_dependent(words), self.rel_head(nodes))
+        rel_logits = self.biaffine_rels(rel_words, rel_nodes)
 
         loss = None
         if arc_labels is not None or rel_labels is not None:
@@ -989,7 +1102,8 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
         )
 
     def parsing_loss(self, arc_logits, rel_logits, arc_labels, rel_labels, allowed):
-        """Mean cross entropy over scorable words: the word has patches and its gold head exists."""
+        """Mean cross entropy over scorable words (labelled, gold head a candidate); as the
+        published `_get_loss`, the arc and relation means are added."""
         if arc_labels is None or rel_labels is None:
             raise ValueError("give both arc_labels and rel_labels (or neither)")
         words = arc_logits.shape[:2]
@@ -1011,7 +1125,7 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, PixelM4Biaffine):
-            init.zeros_(module.weight)  # as Dozat & Manning: scores start at zero
+            init.zeros_(module.weight)  # as the published Biaffine: scores start at zero
 
 
 PixelM4ForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
@@ -1036,5 +1150,7 @@ __all__ = [
     "PixelM4ForSequenceClassification",
     "PixelM4ForTokenClassification",
     "PixelM4ForBiaffineParsing",
+    "PixelM4PoolingHead",
+    "PixelM4Pooler",
     "word_vectors",
 ]

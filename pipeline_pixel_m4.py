@@ -248,7 +248,7 @@ class PixelM4DependencyParsingPipeline(_WordPipeline):
     PIXEL parser decodes."""
 
     def __init__(self, model, *args, **kwargs):
-        if not hasattr(model, "arc_scorer"):
+        if not hasattr(model, "biaffine_arcs"):
             # transformers has no Auto class for parsers: parser folders map AutoModel to the
             # parser, but where the pixel_m4 package is imported its own AutoModel registration
             # (the encoder) wins over the folder's code. Load the folder's parser explicitly.

@@ -148,7 +148,7 @@ def _local_files(source: str) -> list[str]:
 
 
 def _looks_like_file(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or _file_builder(source) is not None
+    return source.startswith((".", "/", "~", "hf://")) or _file_builder(source) is not None
 
 
 def _file_builder(path: str) -> str | None:
@@ -165,9 +165,21 @@ def load_corpus(
     """The raw documents of one language, from local files or `datasets.load_dataset`.
 
     Local files: `.txt` (one document per line), `.json`/`.jsonl` (optionally `.gz`),
-    `.parquet`; all files of a glob must share a format. Anything else is a dataset name (Hub id
-    or dataset folder) loaded with its config and `split`, streamed if `streaming`.
+    `.parquet`; all files of a glob must share a format. `hf://datasets/<repo>/<glob>` reads
+    files of a Hub dataset repo the same way (e.g. mC4's per-language files in allenai/c4).
+    Anything else is a dataset name (Hub id or dataset folder) loaded with its config and
+    `split`, streamed if `streaming`.
     """
+    if corpus.source.startswith("hf://"):
+        builder = _file_builder(corpus.source)
+        if builder is None:
+            raise ValueError(
+                f"--corpus {corpus.language}={corpus.source}: Hub files must end in one of "
+                f"{sorted(FILE_BUILDERS)}"
+            )
+        return datasets.load_dataset(
+            builder, data_files={"train": corpus.source}, split="train", streaming=streaming
+        )
     files = _local_files(corpus.source)
     if not files:
         if _looks_like_file(corpus.source) and not os.path.isdir(corpus.source):
@@ -310,9 +322,11 @@ def mix_languages(
     packed: list[datasets.Dataset | datasets.IterableDataset],
     probabilities: list[float],
     seed: int,
-    stopping_strategy: str = "all_exhausted",
+    stopping_strategy: str = "first_exhausted",
 ):
-    """One stream whose every sample is drawn from language i with probability p_i."""
+    """One stream whose every sample is drawn from language i with probability p_i; it ends when
+    the first language runs out, so no sample repeats (run_pretraining_pixel_m4.py of the
+    published code; the paper: "each sample ... only once")."""
     if len(packed) == 1:
         return packed[0]
     return datasets.interleave_datasets(
@@ -333,7 +347,7 @@ def build_pretraining_dataset(
     split: str = "train",
     streaming: bool = False,
     shuffle_buffer_size: int = 10_000,
-    stopping_strategy: str = "all_exhausted",
+    stopping_strategy: str = "first_exhausted",
     seed: int = 42,
     preview_samples_per_language: int = 1,
 ):

@@ -8,7 +8,7 @@ What the `examples/run_*.py` scripts share lives here, so the scripts stay thin:
 * collators that render text on the fly and, for word-level tasks, turn the renderer's
   word -> patch spans into `word_spans` [B, W, 2] tensors aligned with the word labels;
 * metrics: accuracy / macro-F1 (scikit-learn), entity P/R/F1 (seqeval), and UAS/LAS after
-  Chu-Liu-Edmonds decoding of the biaffine parser's scores into well-formed trees;
+  greedy (published) or Chu-Liu-Edmonds decoding of the biaffine parser's scores;
 * `--recipe` handling (`sample` for the shipped data on a CPU, `paper` for Table 7).
 
 Truncation: a text longer than the renderer's `max_seq_length` loses whole words from its end.
@@ -25,7 +25,7 @@ import math
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -492,13 +492,16 @@ class WordTaskCollator:
 
     Words without patches (truncated) get -100 labels. `head_fields` hold head indices
     (0 = root, i = i-th word): arcs to a truncated head cannot be scored and become -100 too,
-    and so do the labels of the other fields at those words.
+    and so do the labels of the other fields at those words. `score_truncated_words=True`
+    keeps all labels instead (the published parser data, pixel/data/datasets/ud_dataset.py: a
+    truncated word is still scored, from a zero vector).
     """
 
     renderer: PixelM4TextRenderer
     num_patches: int
     label_fields: tuple[str, ...] = ("labels",)
     head_fields: tuple[str, ...] = ()
+    score_truncated_words: bool = False
     padding: str = "longest"
     pad_to_multiple_of: int | None = None
     output_format: str = "uint8"  # the compact format: 12x fewer bytes across worker boundaries
@@ -535,9 +538,12 @@ class WordTaskCollator:
             word_spans[row, : len(tokens)] = aligned
             present = aligned[:, 1] > aligned[:, 0]
             head_present = torch.cat([torch.ones(1, dtype=torch.bool), present])  # ROOT first
-            scorable = present.clone()
-            for name in self.head_fields:
-                scorable &= head_present[torch.tensor(feature[name])]
+            if self.score_truncated_words:
+                scorable = torch.ones_like(present)
+            else:
+                scorable = present.clone()
+                for name in self.head_fields:
+                    scorable &= head_present[torch.tensor(feature[name])]
             for name in self.label_fields:
                 labels[name][row, : len(tokens)] = torch.tensor(feature[name]).masked_fill(
                     ~scorable, IGNORE
@@ -715,15 +721,28 @@ def mst_tree(scores: np.ndarray) -> np.ndarray:
 
 
 def decode_trees(
-    arc_logits: torch.Tensor, rel_logits: torch.Tensor, word_mask: torch.Tensor
+    arc_logits: torch.Tensor,
+    rel_logits: torch.Tensor,
+    word_mask: torch.Tensor,
+    decoding: str = "greedy",
 ) -> torch.Tensor:
-    """Parser outputs -> [B, W, 2] (head, relation id) per word, -100 for absent words.
+    """Parser outputs -> [B, W, 2] (head, relation id) per word; each word's best relation for
+    its chosen head.
 
-    Per sentence: MST over the log-probabilities of the heads of its rendered words (one root),
-    then each word's best relation for its chosen head.
+    `greedy` (the published evaluation, pixel/trainer.py PIXELTrainerForBiaffineParsing): each
+    word's highest-scoring head among all candidates, for every word position (padding positions
+    too: metrics skip words whose gold head is -100); the result need not be a tree.
+    `mst`: per sentence, the maximum spanning tree with one root over the log-probabilities of
+    the heads of its rendered words (`word_mask`); other words get -100.
     """
+    if decoding not in ("greedy", "mst"):
+        raise ValueError(f"decoding must be 'greedy' or 'mst', got {decoding!r}")
+    rel_ids = rel_logits.detach().argmax(-1).cpu()  # [B, W, 1+W]
+    if decoding == "greedy":
+        heads = arc_logits.detach().argmax(-1).cpu()  # [B, W]
+        return torch.stack([heads, rel_ids.gather(2, heads[..., None])[..., 0]], -1)
     log_probs = torch.log_softmax(arc_logits.detach().float(), -1).cpu().numpy()
-    rel_ids = rel_logits.detach().argmax(-1).cpu().numpy()  # [B, W, 1+W]
+    rel_ids = rel_ids.numpy()
     word_mask = word_mask.bool().cpu().numpy()
     decoded = np.full((*word_mask.shape, 2), IGNORE, dtype=np.int64)
     for row in range(len(word_mask)):
@@ -739,11 +758,12 @@ def decode_trees(
     return torch.from_numpy(decoded)
 
 
-def preprocess_parser_logits(logits, labels) -> torch.Tensor:
-    """Trainer `preprocess_logits_for_metrics`: decode each batch to trees right away (the
-    [B, W, 1+W, R] scores differ in shape between batches and would not concatenate)."""
+def preprocess_parser_logits(logits, labels, decoding: str = "greedy") -> torch.Tensor:
+    """Trainer `preprocess_logits_for_metrics`: decode each batch right away (the
+    [B, W, 1+W, R] scores differ in shape between batches and would not concatenate). Bind
+    `decoding` with functools.partial (the model's `config.parser_decoding`)."""
     arc_logits, rel_logits, word_mask = logits[:3]
-    return decode_trees(arc_logits, rel_logits, word_mask)
+    return decode_trees(arc_logits, rel_logits, word_mask, decoding)
 
 
 def attachment_scores(pred_heads, pred_rels, gold_heads, gold_rels) -> dict[str, float]:
@@ -878,9 +898,12 @@ def load_task_model(model_class, model_name_or_path: str | None, max_seq_length:
     """Pretrained weights (local folder or Hub id) or, without a path, a randomly initialised
     `tiny` model whose strip holds `max_seq_length` patches (rounded up to a square grid).
 
-    `config` (labels, dropout, pooling) overrides the checkpoint's config.
+    `config` (labels, dropout, pooling, parser variant) overrides the checkpoint's config; None
+    values leave it as it is.
     """
     from .configuration_pixel_m4 import PixelM4Config
+
+    config = {name: value for name, value in config.items() if value is not None}
 
     if model_name_or_path:
         return model_class.from_pretrained(model_name_or_path, **config)
@@ -924,6 +947,30 @@ def check_splits(splits, required: Sequence[str], columns: Sequence[str]) -> Non
                 f"the {split} split has no column(s) {missing}; its columns are "
                 f"{splits[split].column_names} (set the *_column flags)"
             )
+
+
+@dataclass
+class DropoutArguments:
+    """Dropout of the fine-tuned model, as the published task scripts set it: their
+    `--dropout_prob` (default 0.1, Table 7) sets hidden and attention dropout, and the heads
+    (and the embeddings) drop out with hidden_dropout_prob."""
+
+    hidden_dropout_prob: float = field(
+        default=0.1,
+        metadata={"help": "Dropout after the embeddings and in every encoder block (paper: 0.1)."},
+    )
+    attention_probs_dropout_prob: float = field(
+        default=0.1, metadata={"help": "Dropout on the attention probabilities (paper: 0.1)."}
+    )
+    classifier_dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "Dropout in the task head (default: --hidden_dropout_prob, as published)."
+        },
+    )
+
+    def config(self) -> dict:
+        return asdict(self)
 
 
 PAPER_TRAINING = dict(

@@ -118,7 +118,11 @@ def reconstruct(text: str, model, renderer, mask_ratio: float = 0.25, seed: int 
     num_patches = int(inputs["num_patches"][0])
     generator = torch.Generator().manual_seed(seed)
     patch_mask = modeling.span_mask(
-        attention_mask, mask_ratio, model.config.span_cumulative_weights, generator
+        attention_mask,
+        mask_ratio,
+        model.config.span_cumulative_weights,
+        generator,
+        spacing=model.config.span_spacing,
     )
     output = model(pixels, attention_mask, patch_mask=patch_mask)
     filled = model.reconstruct(pixels, output.logits, output.mask)

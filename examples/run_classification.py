@@ -5,7 +5,8 @@ r"""Fine-tune PIXEL-M4 for text classification (SIB-200 topics; accuracy and mac
         --model_name_or_path <pretrained folder or Hub id> \
         --dataset_name Davlan/sib200 --dataset_config_name hin_Deva
 
-Patches are mean-pooled (--pooling_mode cls / max as alternatives); text pairs through
+As the published head: every patch through Linear + GELU + LayerNorm + dropout, then the mean
+over the text (--pooling_mode max; cls: the pooler, dense + tanh of CLS); text pairs through
 --text_pair_column. Writes the model + renderer to --output_dir (load with
 AutoModelForSequenceClassification.from_pretrained(dir, trust_remote_code=True)) and
 all_results.json.
@@ -21,6 +22,7 @@ from pixel_m4.modeling_pixel_m4 import PixelM4ForSequenceClassification
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
     SAMPLE_TRAINING,
+    DropoutArguments,
     RunArguments,
     SequenceClassificationCollator,
     card_info,
@@ -126,11 +128,11 @@ class ClassificationArguments:
     pooling_mode: str = field(
         default="mean",
         metadata={
-            "help": "Pool the patches by 'mean' (paper), the 'cls' vector or 'max'.",
+            "help": "'mean' (paper) or 'max' over the projected patches, or 'cls' (the ViT "
+            "pooler on the CLS vector).",
             "choices": ["mean", "cls", "max"],
         },
     )
-    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the head."})
     early_stopping_patience: int = field(
         default=20, metadata={"help": "Evaluations without improvement before stopping."}
     )
@@ -144,8 +146,10 @@ class ClassificationArguments:
 
 
 def main():
-    args, run_args, training_args = parse_with_recipe(
-        (ClassificationArguments, RunArguments, TrainingArguments), RECIPES, description=__doc__
+    args, run_args, dropout, training_args = parse_with_recipe(
+        (ClassificationArguments, RunArguments, DropoutArguments, TrainingArguments),
+        RECIPES,
+        description=__doc__,
     )
     training_args.remove_unused_columns = False  # the collator renders the "text" column
     set_seed(training_args.seed)
@@ -186,7 +190,7 @@ def main():
         id2label=dict(enumerate(labels)),
         label2id=label2id,
         pooling_mode=args.pooling_mode,
-        classifier_dropout=args.classifier_dropout,
+        **dropout.config(),
     )
     renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
     evaluating = configure_evaluation(training_args, "validation" in data)

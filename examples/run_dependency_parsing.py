@@ -6,14 +6,19 @@ r"""Fine-tune PIXEL-M4 for dependency parsing with a biaffine head (UAS / LAS on
         --train_file en_ewt-ud-train.conllu --validation_file en_ewt-ud-dev.conllu \
         --test_file en_ewt-ud-test.conllu
 
-Word vectors are the mean of each word's patches, the CLS vector is ROOT; trees are decoded with
-Chu-Liu-Edmonds (exactly one root). Multiword-token lines and empty nodes of CoNLL-U files are
-skipped. Relations are the DEPREL column as written (subtypes such as nmod:poss kept).
+As published (PIXELForBiaffineParsing): word vectors are the mean of each word's patches, ROOT
+is the pooler output (dense + tanh of CLS), biaffine scores on the word vectors, greedy heads
+(--parser_decoding mst: Chu-Liu-Edmonds trees with one root; --parser_variant dozat_manning:
+MLPs before the biaffine products, CLS as ROOT, impossible heads masked). Words cut off by
+truncation are still scored (--score_truncated_words false leaves them out). Relations are the
+universal part of DEPREL (nmod:poss -> nmod), as the published data reader does
+(--keep_relation_subtypes keeps them). Multiword-token lines and empty nodes are skipped.
 Writes the model + renderer to --output_dir (load with
 AutoModel.from_pretrained(dir, trust_remote_code=True)) and all_results.json.
 """
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from datasets import Dataset
@@ -23,6 +28,7 @@ from pixel_m4.modeling_pixel_m4 import PixelM4ForBiaffineParsing
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
     SAMPLE_TRAINING,
+    DropoutArguments,
     RunArguments,
     WordTaskCollator,
     card_info,
@@ -128,8 +134,36 @@ class ParsingArguments:
         default=64,
         metadata={"help": "Patches per rendered sentence (paper: 256); longer ones are truncated."},
     )
-    classifier_dropout: float = field(
-        default=0.1, metadata={"help": "Dropout on word vectors and in the biaffine MLPs."}
+    parser_variant: str | None = field(
+        default=None,
+        metadata={
+            "help": "published: biaffine scores on the word vectors, ROOT = pooler output; "
+            "dozat_manning: arc/relation MLPs (500/100) first, CLS as ROOT, impossible heads "
+            "masked. Default: the model config's (published for a new model).",
+            "choices": ["published", "dozat_manning"],
+        },
+    )
+    parser_decoding: str | None = field(
+        default=None,
+        metadata={
+            "help": "greedy: each word's best head (published); mst: best tree with one root. "
+            "Default: the model config's (greedy for a new model).",
+            "choices": ["greedy", "mst"],
+        },
+    )
+    score_truncated_words: bool = field(
+        default=True,
+        metadata={
+            "help": "Score words cut off by truncation (from a zero vector), as the published "
+            "data reader does; false leaves them out of the loss and the metrics."
+        },
+    )
+    keep_relation_subtypes: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep DEPREL subtypes (nmod:poss); default: the universal relation only "
+            "(nmod), as the published reader."
+        },
     )
     early_stopping_patience: int = field(
         default=5, metadata={"help": "Evaluations without improvement before stopping."}
@@ -144,8 +178,10 @@ class ParsingArguments:
 
 
 def main():
-    args, run_args, training_args = parse_with_recipe(
-        (ParsingArguments, RunArguments, TrainingArguments), RECIPES, description=__doc__
+    args, run_args, dropout, training_args = parse_with_recipe(
+        (ParsingArguments, RunArguments, DropoutArguments, TrainingArguments),
+        RECIPES,
+        description=__doc__,
     )
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
@@ -162,7 +198,14 @@ def main():
         None if args.dataset_name else files,
         args.skip_invalid_rows,
     )
-    relations = label_list(splits["train"][args.deprels_column])
+
+    def relation_names(split):
+        rows = splits[split][args.deprels_column]
+        if args.keep_relation_subtypes:
+            return rows
+        return [[str(name).split(":")[0] for name in row] for row in rows]
+
+    relations = label_list(relation_names("train"))
     label2id = {name: index for index, name in enumerate(relations)}
 
     def prepare(split):
@@ -171,7 +214,7 @@ def main():
             {
                 "tokens": part[args.tokens_column],
                 "arc_labels": [[int(head) for head in heads] for heads in part[args.heads_column]],
-                "rel_labels": encode_labels(part[args.deprels_column], label2id, split),
+                "rel_labels": encode_labels(relation_names(split), label2id, split),
             }
         )
 
@@ -183,7 +226,9 @@ def main():
         num_labels=len(relations),
         id2label=dict(enumerate(relations)),
         label2id=label2id,
-        classifier_dropout=args.classifier_dropout,
+        parser_variant=args.parser_variant,
+        parser_decoding=args.parser_decoding,
+        **dropout.config(),
     )
     renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
     evaluating = configure_evaluation(training_args, "validation" in data)
@@ -198,9 +243,12 @@ def main():
             model.config.num_patches,
             label_fields=("arc_labels", "rel_labels"),
             head_fields=("arc_labels",),
+            score_truncated_words=args.score_truncated_words,
         ),
         compute_metrics=parsing_metrics,
-        preprocess_logits_for_metrics=preprocess_parser_logits,
+        preprocess_logits_for_metrics=partial(
+            preprocess_parser_logits, decoding=model.config.parser_decoding
+        ),
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
     )
     run_and_save(trainer, renderer, data, skipped, card_info(args))

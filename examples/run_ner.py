@@ -21,6 +21,7 @@ from pixel_m4.modeling_pixel_m4 import PixelM4ForTokenClassification
 from pixel_m4.tasks_pixel_m4 import (
     PAPER_TRAINING,
     SAMPLE_TRAINING,
+    DropoutArguments,
     RunArguments,
     WordTaskCollator,
     card_info,
@@ -130,7 +131,6 @@ class NerArguments:
             "choices": ["first", "mean"],
         },
     )
-    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the head."})
     early_stopping_patience: int = field(
         default=5, metadata={"help": "Evaluations without improvement before stopping."}
     )
@@ -144,8 +144,10 @@ class NerArguments:
 
 
 def main():
-    args, run_args, training_args = parse_with_recipe(
-        (NerArguments, RunArguments, TrainingArguments), RECIPES, description=__doc__
+    args, run_args, dropout, training_args = parse_with_recipe(
+        (NerArguments, RunArguments, DropoutArguments, TrainingArguments),
+        RECIPES,
+        description=__doc__,
     )
     training_args.remove_unused_columns = False  # the collator renders the "tokens" column
     set_seed(training_args.seed)
@@ -175,7 +177,7 @@ def main():
         id2label=dict(enumerate(labels)),
         label2id=label2id,
         word_pooling=args.word_pooling,
-        classifier_dropout=args.classifier_dropout,
+        **dropout.config(),
     )
     renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
     evaluating = configure_evaluation(training_args, "validation" in data)

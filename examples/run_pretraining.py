@@ -5,13 +5,15 @@ steps on CPU, saved as a Hub-ready folder in outputs/pixel-m4-tiny, reloaded wit
 AutoModel.from_pretrained(..., trust_remote_code=True) and checked, with reconstruction PNGs in
 outputs/pixel-m4-tiny/reconstructions/.
 
-Paper-scale run (PIXEL-M4: base model, 1M steps, batch 256, equal EN/HI/UK/ZH mC4 mix), e.g. on
-8 GPUs:
+Paper-scale run (PIXEL-M4: base model, 1M steps, batch 256, equal EN/HI/UK/ZH mix of mC4's
+per-language files, English included), e.g. on 8 GPUs:
 
+    M=hf://datasets/allenai/c4/multilingual
     torchrun --nproc_per_node 8 examples/run_pretraining.py --model_config base --bf16 \\
-        --corpus en=allenai/c4:en hi=allenai/c4:hi uk=allenai/c4:uk zh=allenai/c4:zh \\
-        --streaming --max_steps 1000000 --per_device_train_batch_size 32 \\
-        --dataloader_num_workers 8 --output_dir outputs/pixel-m4-base
+        --corpus "en=$M/c4-en.*.json.gz" "hi=$M/c4-hi.*.json.gz" "uk=$M/c4-uk.*.json.gz" \\
+        "zh=$M/c4-zh.*.json.gz" --streaming --max_steps 1000000 \\
+        --per_device_train_batch_size 32 --dataloader_num_workers 8 \\
+        --output_dir outputs/pixel-m4-base
 
 Continued pretraining of a checkpoint on new languages:
 
@@ -93,6 +95,16 @@ class ModelArguments:
             "help": "Reconstruct per-patch normalised pixels (paper: true); default: the config's."
         },
     )
+    hidden_dropout_prob: float | None = field(
+        default=None,
+        metadata={
+            "help": "Dropout in every encoder and decoder block (default: the config's, 0.1)."
+        },
+    )
+    attention_probs_dropout_prob: float | None = field(
+        default=None,
+        metadata={"help": "Dropout on attention probabilities (default: the config's, 0.1)."},
+    )
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = field(
         default="sdpa",
         metadata={"help": "Attention kernel; flash_attention_2 needs a GPU and flash-attn."},
@@ -105,8 +117,10 @@ class DataArguments:
         default_factory=lambda: [f"{lang}={SAMPLE_CORPUS / lang}.txt" for lang in PAPER_LANGUAGES],
         metadata={
             "help": "One LANG=SOURCE per language. SOURCE is a local .txt (a document per line), "
-            ".json/.jsonl(.gz) or .parquet file or glob, or a datasets name with an optional "
-            "config, e.g. hi=allenai/c4:hi. Default: the embedded EN/HI/UK/ZH sample corpus."
+            ".json/.jsonl(.gz) or .parquet file or glob, the same on the Hub "
+            "(hf://datasets/allenai/c4/multilingual/c4-en.*.json.gz: mC4 English), or a "
+            "datasets name with an optional config, e.g. hi=allenai/c4:hi. Default: the "
+            "embedded EN/HI/UK/ZH sample corpus."
         },
     )
     mixing_weights: list[float] | None = field(
@@ -129,11 +143,12 @@ class DataArguments:
     shuffle_buffer_size: int = field(
         default=10_000, metadata={"help": "Shuffle buffer of streamed corpora, in packed samples."}
     )
-    stopping_strategy: Literal["all_exhausted", "first_exhausted"] = field(
-        default="all_exhausted",
+    stopping_strategy: Literal["first_exhausted", "all_exhausted"] = field(
+        default="first_exhausted",
         metadata={
-            "help": "When the language mix ends: after every language was seen once "
-            "(all_exhausted, smaller corpora repeat) or when the first runs out."
+            "help": "When the language mix ends: when the first language runs out, so every "
+            "sample is seen at most once (published), or after every language was seen once "
+            "(all_exhausted: smaller corpora repeat)."
         },
     )
     preview_samples_per_language: int = field(
@@ -151,9 +166,11 @@ class DataArguments:
 
 @dataclass
 class PretrainingArguments(TrainingArguments):
-    """TrainingArguments with the PIXEL pretraining recipe's optimiser as defaults (AdamW,
-    lr 1.5e-4, betas 0.9/0.95, weight decay 0.05, cosine decay after 5% warmup) and a run size
-    that finishes in minutes on a CPU (raise --max_steps and the batch size for real runs)."""
+    """TrainingArguments with the published pretraining optimiser as defaults (AdamW, lr 1.5e-4,
+    betas 0.9/0.999, weight decay 0.05, 5% warmup, then cosine decay to 1e-5 as
+    get_cosine_schedule_to_min_lr_with_warmup in the published pixel/utils/optimization.py)
+    and a run size that finishes in minutes on a CPU (raise --max_steps and the batch size for
+    real runs)."""
 
     output_dir: str | None = field(
         default="outputs/pixel-m4-tiny",
@@ -166,10 +183,14 @@ class PretrainingArguments(TrainingArguments):
         default=4, metadata={"help": "Batch size per device (paper: 256 in total)."}
     )
     learning_rate: float = field(default=1.5e-4, metadata={"help": "Peak learning rate."})
-    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (MAE/PIXEL: 0.95)."})
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
     lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "Learning-rate schedule after warmup."}
+        default="cosine_with_min_lr",
+        metadata={"help": "Learning-rate schedule after warmup (published: cosine to min_lr)."},
+    )
+    lr_scheduler_kwargs: dict | str | None = field(
+        default_factory=lambda: {"min_lr": 1e-5},
+        metadata={"help": "Arguments of the schedule, as JSON (published: min_lr 1e-5)."},
     )
     warmup_steps: float = field(
         default=0.05,
@@ -228,6 +249,8 @@ def main():
         masking=model_args.masking,
         mask_ratio=model_args.mask_ratio,
         norm_pix_loss=model_args.norm_pix_loss,
+        hidden_dropout_prob=model_args.hidden_dropout_prob,
+        attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
     )
     renderer = load_renderer(
         model.config.num_patches,

@@ -345,3 +345,62 @@ def test_bad_checkpoints_fail_with_clear_errors(tmp_path):
     (folder / "pytorch_model.bin").unlink()
     with pytest.raises(FileNotFoundError, match="pytorch_model.bin"):
         convert_pixel_checkpoint(folder, tmp_path / "o5")
+
+
+# Head weights of the published fine-tuned models (pixel/models/pixel/modeling_pixel.py): names
+# and shapes as their state dicts carry them, with HIDDEN = H.
+PUBLISHED_HEADS = {
+    "PixelM4ForSequenceClassification": {  # PIXELForSequenceClassification, mean pooling
+        "pooler.linear.weight": (HIDDEN, HIDDEN),
+        "pooler.linear.bias": (HIDDEN,),
+        "pooler.ln.weight": (HIDDEN,),
+        "pooler.ln.bias": (HIDDEN,),
+        "classifier.weight": (3, HIDDEN),
+        "classifier.bias": (3,),
+    },
+    "PixelM4ForTokenClassification": {  # PIXELForTokenClassification
+        "classifier.weight": (3, HIDDEN),
+        "classifier.bias": (3,),
+    },
+    "PixelM4ForBiaffineParsing": {  # PIXELForBiaffineParsing: ViT pooler + two Biaffine
+        "vit.pooler.dense.weight": (HIDDEN, HIDDEN),
+        "vit.pooler.dense.bias": (HIDDEN,),
+        "biaffine_arcs.weight": (1, HIDDEN + 1, HIDDEN),
+        "biaffine_rels.weight": (3, HIDDEN + 1, HIDDEN + 1),
+    },
+}
+
+
+@pytest.mark.parametrize("class_name", sorted(PUBLISHED_HEADS))
+def test_published_fine_tuned_heads_load_by_key_mapping(tmp_path, class_name):
+    import pixel_m4.modeling_pixel_m4 as modeling
+    from pixel_m4.convert_pixel_m4 import convert_config
+
+    generator = torch.Generator().manual_seed(0)
+    state = {key: value for key, value in original_state_dict().items() if key.startswith("vit.")}
+    head = {
+        name: torch.randn(*shape, generator=generator)
+        for name, shape in PUBLISHED_HEADS[class_name].items()
+    }
+    write_original_folder(tmp_path, state={**state, **head})
+    config = convert_config(ORIGINAL_CONFIG)
+    config.num_labels = 3
+    model, info = getattr(modeling, class_name).from_pretrained(
+        tmp_path, config=config, key_mapping=ORIGINAL_KEY_MAPPING, output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert not info["mismatched_keys"]
+    loaded = model.state_dict()
+    for name, tensor in head.items():
+        assert torch.equal(loaded[name], tensor), name
+
+
+def test_converted_config_keeps_the_checkpoints_dropout():
+    from pixel_m4.convert_pixel_m4 import convert_config
+
+    config = convert_config(
+        {**ORIGINAL_CONFIG, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.05}
+    )
+    assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.0, 0.05)
+    unset = {k: v for k, v in ORIGINAL_CONFIG.items() if "dropout" not in k}
+    assert convert_config(unset).hidden_dropout_prob == 0.1  # PIXELConfig's default too

@@ -1,5 +1,7 @@
 """PixelM4Model / PixelM4ForPreTraining: shapes, masking spec, loss, attention backends, checkpointing."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -45,6 +47,14 @@ def test_paper_defaults():
     assert config.decoder_intermediate_size == 2048
     assert tuple(config.image_size) == (16, 8464) and config.num_patches == 529
     assert config.mask_ratio == 0.25 and config.span_max_length == 6 and config.norm_pix_loss
+    assert config.span_spacing == "span" and config.masking == "span"
+    # dropout 0.1 (PIXELConfig, Table 7); heads drop out with hidden_dropout_prob as published
+    assert config.hidden_dropout_prob == config.attention_probs_dropout_prob == 0.1
+    assert config.classifier_dropout is None and config.head_dropout == 0.1
+    assert PixelM4Config(classifier_dropout=0.3).head_dropout == 0.3
+    assert config.pooling_mode == "mean" and config.word_pooling == "first"
+    assert (config.parser_variant, config.parser_decoding) == ("published", "greedy")
+    assert config.trainable_position_embeddings is None
 
 
 @pytest.mark.parametrize(
@@ -58,6 +68,13 @@ def test_paper_defaults():
         (dict(masking="block"), "masking"),
         (dict(span_cumulative_weights=(0.5, 0.2, 1.0, 1.0, 1.0, 1.0)), "span_cumulative_weights"),
         (dict(pooling_mode="sum"), "pooling_mode"),
+        (dict(span_spacing="wide"), "span_spacing"),
+        (dict(span_spacing=-1), "span_spacing"),
+        (dict(hidden_dropout_prob=1.5), "hidden_dropout_prob"),
+        (dict(attention_probs_dropout_prob=-0.1), "attention_probs_dropout_prob"),
+        (dict(classifier_dropout=1.0), "classifier_dropout"),
+        (dict(parser_variant="mlp"), "parser_variant"),
+        (dict(parser_decoding="beam"), "parser_decoding"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, field):
@@ -89,27 +106,74 @@ def test_sincos_positions_match_grid_layout():
     torch.testing.assert_close(positions[1 + k], expected)
 
 
-def test_span_mask_ratio_and_span_lengths():
-    _, attention = make_batch((529, 201, 41, 1))
-    torch.manual_seed(0)
+def masked_runs(row: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, length) of each run of consecutive masked patches."""
+    runs, start = [], None
+    for index, value in enumerate(row.tolist() + [False]):
+        if value and start is None:
+            start = index
+        elif not value and start is not None:
+            runs.append((start, index - start))
+            start = None
+    return runs
+
+
+def test_span_mask_matches_published_generator_statistics():
+    # The published SpanMaskingGenerator(6, "span", .2 .4 .6 .8 .9 1) on a full 529-patch strip,
+    # 2,000 draws: mean masked-run length 2.818, no run longer than 6, 133 patches per strip.
+    attention = torch.ones(500, L, dtype=torch.long)
     weights = PixelM4Config().span_cumulative_weights
-    mask = span_mask(attention, 0.25, weights)
-    text = attention.sum(1) - 1
-    assert mask.sum(1).tolist() == [round(0.25 * n) for n in text.tolist()]
-    for row, n in enumerate(text.tolist()):
-        assert not mask[row, n:].any(), "end patch and padding must never be masked"
-    # Runs of consecutive masked patches come from overlapping spans, so they can exceed 6;
-    # but the mean run length must sit well above 1 (not uniform masking) for span masking.
-    runs = []
-    for row in mask[:1]:
-        current = 0
-        for value in row.tolist() + [False]:
-            if value:
-                current += 1
-            elif current:
-                runs.append(current)
-                current = 0
-    assert 1.8 < sum(runs) / len(runs) < 6
+    mask = span_mask(attention, 0.25, weights, torch.Generator().manual_seed(0))
+    assert mask.sum(1).tolist() == [133] * 500  # ceil(0.25 * 529)
+    lengths = [length for row in mask for _, length in masked_runs(row)]
+    assert abs(sum(lengths) / len(lengths) - 2.818) < 0.1
+    assert max(lengths) == 6
+    # spacing="span": a span was placed only with as many unmasked patches on each side as its
+    # length, so two neighbouring runs are at least the shorter one's length apart
+    for row in mask[:50]:
+        runs = masked_runs(row)
+        for (start, length), (next_start, next_length) in itertools.pairwise(runs):
+            assert next_start - (start + length) >= min(length, next_length)
+
+
+def test_span_mask_budget_region_and_end_patch():
+    _, attention = make_batch((529, 201, 41, 2, 0))
+    weights = PixelM4Config().span_cumulative_weights
+    generator = torch.Generator().manual_seed(0)
+    end_patch_masked = False
+    for _ in range(40):
+        mask = span_mask(attention, 0.25, weights, generator)
+        # ceil(ratio * attended patches), the end patch included in the region, padding never
+        assert mask.sum(1).tolist() == [133, 51, 11, 1, 0]
+        assert not (mask & ~attention.bool()).any()
+        end_patch_masked |= bool(mask[2, 40])
+    assert end_patch_masked, "the black end patch is part of the published masking region"
+
+
+def test_span_mask_tops_up_when_spans_no_longer_fit():
+    # 90% of 10 patches cannot be covered by spans kept apart: the published model masks the
+    # rest uniformly (controlled_masking), so the budget is always met.
+    attention = torch.zeros(3, L, dtype=torch.long)
+    attention[:, :10] = 1
+    weights = PixelM4Config().span_cumulative_weights
+    mask = span_mask(attention, 0.9, weights, torch.Generator().manual_seed(1))
+    assert mask.sum(1).tolist() == [9, 9, 9] and not mask[:, 10:].any()
+
+
+def test_span_mask_spacing_option_and_determinism():
+    attention = torch.ones(200, L, dtype=torch.long)
+    weights = PixelM4Config().span_cumulative_weights
+
+    def draw(spacing, seed=0):
+        return span_mask(attention, 0.25, weights, torch.Generator().manual_seed(seed), spacing)
+
+    assert torch.equal(draw("span"), draw("span"))
+    assert not torch.equal(draw("span"), draw("span", seed=1))
+    touching = [length for row in draw(0) for _, length in masked_runs(row)]
+    assert sum(touching) / len(touching) > 3.0  # spacing 0 lets spans touch and merge
+    for bad in (-1, "wide", 1.5, True):
+        with pytest.raises(ValueError, match="spacing"):
+            span_mask(attention[:1], 0.25, weights, spacing=bad)
 
 
 def test_split_visible_patches_keeps_batch_rectangular():
@@ -136,9 +200,9 @@ def test_pretraining_forward_shapes_and_loss(config):
     assert out.mask.shape == (3, L)
     assert torch.isfinite(out.loss)
     hidden_masked = (out.mask * attention).sum(1).tolist()
-    assert hidden_masked == [132, round(0.25 * 119), round(0.25 * 6)]
+    assert hidden_masked == [133, 30, 2]  # ceil(0.25 * attended patches)
     assert len(out.hidden_states) == config.num_hidden_layers + 1
-    assert out.hidden_states[0].shape == (3, 1 + L - 132, config.hidden_size)
+    assert out.hidden_states[0].shape == (3, 1 + L - 133, config.hidden_size)
 
 
 def test_loss_counts_only_masked_attended_patches(config):
@@ -212,6 +276,7 @@ def test_gradient_checkpointing_gives_same_gradients(config):
 
     def gradients():
         model.zero_grad()
+        torch.manual_seed(0)  # the same dropout masks in both runs
         model(pixels, attention, patch_mask=patch_mask).loss.backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -222,6 +287,35 @@ def test_gradient_checkpointing_gives_same_gradients(config):
     assert plain.keys() == checkpointed.keys() and len(plain) > 10
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+
+
+def test_dropout_and_trainable_positions_follow_the_published_models(config):
+    from pixel_m4.modeling_pixel_m4 import PixelM4ForSequenceClassification
+
+    # pretraining (PIXELEmbeddings): frozen sin-cos positions, no embedding dropout
+    pretraining = PixelM4ForPreTraining(config)
+    assert not pretraining.vit.embeddings.position_embeddings.requires_grad
+    assert pretraining.vit.embeddings.dropout.p == 0.0
+    assert not pretraining.decoder.decoder_pos_embed.requires_grad
+    # fine-tuning (the published ViT): positions trained, dropout after the embeddings
+    classifier = PixelM4ForSequenceClassification(config)
+    assert classifier.vit.embeddings.position_embeddings.requires_grad
+    assert classifier.vit.embeddings.dropout.p == 0.1
+    assert classifier.vit.layers[0].dropout.p == 0.1
+    # an explicit config value wins in both
+    frozen = PixelM4Config.from_preset("test", trainable_position_embeddings=False)
+    assert not PixelM4ForSequenceClassification(
+        frozen
+    ).vit.embeddings.position_embeddings.requires_grad
+    trained = PixelM4Config.from_preset("test", trainable_position_embeddings=True)
+    assert PixelM4ForPreTraining(trained).vit.embeddings.position_embeddings.requires_grad
+    # dropout is active in training mode only
+    pixels, attention = make_batch((60,))
+    classifier.train()
+    first, second = (classifier(pixels, attention).logits for _ in range(2))
+    assert not torch.equal(first, second)
+    classifier.eval()
+    assert torch.equal(classifier(pixels, attention).logits, classifier(pixels, attention).logits)
 
 
 def test_bf16_autocast_forward_is_finite(config):

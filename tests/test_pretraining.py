@@ -100,6 +100,14 @@ def test_hub_names_go_to_load_dataset_with_config_split_and_streaming(monkeypatc
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     load_corpus(parse_corpus_spec("hi=allenai/c4:hi"), split="validation", streaming=True)
     assert calls == [(("allenai/c4", "hi"), {"split": "validation", "streaming": True})]
+    # mC4's per-language files (English included) are files of the allenai/c4 repo
+    mc4_english = "hf://datasets/allenai/c4/multilingual/c4-en.*.json.gz"
+    calls.clear()
+    load_corpus(parse_corpus_spec(f"en={mc4_english}"), streaming=True)
+    expected = {"data_files": {"train": mc4_english}, "split": "train", "streaming": True}
+    assert calls == [(("json",), expected)]
+    with pytest.raises(ValueError, match="Hub files must end in one of"):
+        load_corpus(parse_corpus_spec("en=hf://datasets/allenai/c4/multilingual/c4-en.*.tfrecord"))
 
 
 def test_local_formats_load_the_same_text(tmp_path):
@@ -222,10 +230,18 @@ def test_build_pretraining_dataset_on_the_sample_corpus(renderer):
     assert [language for language, _ in previews] == [c for c in LANGUAGES for _ in range(2)]
     counts = Counter(mixed["language"])
     assert set(counts) == set(LANGUAGES)
-    # all_exhausted: every packed sample of every language appears at least once
+    # first_exhausted (published default): no sample is seen twice, and the stream ends when
+    # one language has given all its samples
+    assert max(Counter(mixed["text"]).values()) == 1
+    exhausted = []
     for code in LANGUAGES:
         packed = list(StripPacker(renderer, code).pack(sample_lines(code)))
-        assert set(packed) <= set(mixed.filter(lambda row, c=code: row["language"] == c)["text"])
+        exhausted.append(counts[code] == len(packed))
+    assert any(exhausted)
+    repeating, _, _ = build_pretraining_dataset(
+        corpus, renderer, preview_samples_per_language=2, stopping_strategy="all_exhausted"
+    )
+    assert len(repeating) > len(mixed)
     with pytest.raises(ValueError, match="--corpus needs at least one"):
         build_pretraining_dataset([], renderer)
 
@@ -289,6 +305,8 @@ def test_save_reconstructions_reports_the_loss_of_its_mask(tmp_path, renderer):
     loss = save_reconstructions(
         model, inputs["pixel_values"], inputs["attention_mask"], mask, ["en"], tmp_path / "x.png"
     )
+    assert model.training  # save_reconstructions evaluates in eval mode and restores the mode
+    model.eval()  # no dropout, as in save_reconstructions
     expected = model(inputs["pixel_values"], inputs["attention_mask"], patch_mask=mask).loss
     assert loss == pytest.approx(float(expected.detach()))
     with pytest.raises(ValueError, match="--reconstruction_steps must be >= 0"):
@@ -431,9 +449,39 @@ def test_script_help_explains_every_flag(capsys):
                  "--streaming", "--masking", "--attn_implementation", "--reconstruction_steps"):  # fmt: skip
         assert flag in text
     defaults = script.PretrainingArguments(output_dir="x")
-    assert (defaults.learning_rate, defaults.adam_beta1, defaults.adam_beta2) == (1.5e-4, 0.9, 0.95)
-    assert defaults.weight_decay == 0.05 and defaults.lr_scheduler_type == "cosine"
     assert defaults.remove_unused_columns is False
+    assert script.DataArguments().stopping_strategy == "first_exhausted"
+    assert script.ModelArguments().hidden_dropout_prob is None  # the config's 0.1
+
+
+def test_script_optimiser_and_schedule_read_back_from_the_trainer(tmp_path):
+    spec = importlib.util.spec_from_file_location("run_pretraining", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = transformers.HfArgumentParser(script.PretrainingArguments).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--max_steps", "1000", "--report_to", "none"]
+    )[0]
+    model = load_pretraining_model("test")
+    trainer = transformers.Trainer(model=model, args=args)
+    trainer.create_optimizer_and_scheduler(num_training_steps=1000)
+    groups = trainer.optimizer.param_groups
+    assert {group["betas"] for group in groups} == {(0.9, 0.999)}  # TrainingArguments' default
+    assert {group["eps"] for group in groups} == {1e-8}
+    assert sorted(group["weight_decay"] for group in groups) == [0.0, 0.05]
+    optimised = {id(p) for group in groups for p in group["params"]}
+    assert id(model.vit.embeddings.position_embeddings) not in optimised  # frozen sin-cos
+
+    # published get_cosine_schedule_to_min_lr_with_warmup: 5% linear warmup, cosine to 1e-5
+    def published(step, warmup=50, total=1000, max_lr=1.5e-4, min_lr=1e-5):
+        if step < warmup:
+            return max_lr * step / warmup
+        progress = (step - warmup) / (total - warmup)
+        return min_lr + (max_lr - min_lr) * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * progress)))
+
+    rate = trainer.lr_scheduler.lr_lambdas[0]  # one per parameter group, all the same
+    for step in (0, 25, 50, 300, 525, 999, 1000):
+        assert rate(step) * 1.5e-4 == pytest.approx(float(published(step)), rel=1e-6, abs=1e-12)
+    assert rate(1000) * 1.5e-4 == pytest.approx(1e-5)
 
 
 def test_script_end_to_end_writes_a_hub_ready_folder(runs):

@@ -44,9 +44,14 @@ def train(model, batch, steps: int, learning_rate: float):
 
 
 def config(**overrides):
+    """Memorisation runs: no dropout (the published 0.1 is tested in test_modeling)."""
     torch.manual_seed(0)
     return PixelM4Config.from_preset(
-        "test", image_size=(16, 16 * PATCHES), classifier_dropout=0.0, **overrides
+        "test",
+        image_size=(16, 16 * PATCHES),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **overrides,
     )
 
 
@@ -86,7 +91,8 @@ def test_token_classification_overfits(renderer):
     assert (output.logits.argmax(-1)[scored] == batch["labels"][scored]).all()
 
 
-def test_biaffine_parser_overfits(renderer):
+@pytest.mark.parametrize("variant", ["published", "dozat_manning"])
+def test_biaffine_parser_overfits(renderer, variant):
     sentences = [  # (tokens, heads, relation ids)
         (["The", "old", "man", "walked"], [3, 3, 4, 0], [0, 1, 2, 3]),
         (["We", "visited", "the", "museum"], [2, 0, 4, 2], [2, 3, 0, 4]),
@@ -98,14 +104,15 @@ def test_biaffine_parser_overfits(renderer):
     )
     batch = collate([{"tokens": t, "arc_labels": h, "rel_labels": r} for t, h, r in sentences])
     model = PixelM4ForBiaffineParsing(
-        config(num_labels=8, biaffine_arc_size=64, biaffine_rel_size=32)
+        config(num_labels=8, parser_variant=variant, biaffine_arc_size=64, biaffine_rel_size=32)
     )
-    output = train(model, batch, steps=80, learning_rate=3e-3)
-    decoded = decode_trees(output.arc_logits, output.rel_logits, output.word_mask)
-    scores = attachment_scores(
-        decoded[..., 0], decoded[..., 1], batch["arc_labels"], batch["rel_labels"]
-    )
-    assert scores == {"uas": 100.0, "las": 100.0}
+    output = train(model, batch, steps=100, learning_rate=3e-3)
+    for decoding in ("greedy", "mst"):
+        decoded = decode_trees(output.arc_logits, output.rel_logits, output.word_mask, decoding)
+        scores = attachment_scores(
+            decoded[..., 0], decoded[..., 1], batch["arc_labels"], batch["rel_labels"]
+        )
+        assert scores == {"uas": 100.0, "las": 100.0}, decoding
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +184,20 @@ def test_scripts_write_results_and_model_folders(script_outputs, name, metrics):
     for file in ("model.safetensors", "config.json", "preprocessor_config.json"):
         assert (output_dir / file).is_file(), file
     assert not list(output_dir.glob("*.bin")) or (output_dir / "training_args.bin").exists()
+
+
+@pytest.mark.slow
+def test_scripts_train_with_the_published_dropout_and_parser(script_outputs):
+    for output_dir, _ in script_outputs.values():
+        config = json.loads((output_dir / "config.json").read_text())
+        assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.1
+        assert config["classifier_dropout"] is None  # the heads use hidden_dropout_prob
+    parser_dir, _ = script_outputs["run_dependency_parsing"]
+    config = json.loads((parser_dir / "config.json").read_text())
+    assert (config["parser_variant"], config["parser_decoding"]) == ("published", "greedy")
+    # the sample treebank has nmod:poss, aux:pass, ...: the published reader keeps "nmod", "aux"
+    relations = set(config["id2label"].values())
+    assert "nmod" in relations and not any(":" in name for name in relations)
 
 
 def test_script_without_validation_split_trains_and_tests(tmp_path, pretrained, monkeypatch):

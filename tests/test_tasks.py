@@ -325,11 +325,111 @@ def test_word_heads_reject_bad_word_spans(spans, message):
         model(pixel_values, spans, attention_mask)
 
 
-def test_parser_masks_impossible_heads_and_scores_gold_arcs():
+def parameter_shapes(model, prefix="") -> dict[str, tuple]:
+    """Head parameters (outside the encoder blocks) by name -> shape."""
+    return {
+        name: tuple(parameter.shape)
+        for name, parameter in model.named_parameters()
+        if not name.startswith(("vit.layers.", "vit.embeddings.", "vit.layernorm."))
+        and name.startswith(prefix)
+    }
+
+
+def test_sequence_classification_heads_carry_the_published_parameters():
+    hidden = small_config().hidden_size
+    # mean (and max) pooling: pixel/models/pooling.py PoolingForSequenceClassificationHead
+    mean = PixelM4ForSequenceClassification(small_config(num_labels=3))
+    assert parameter_shapes(mean) == {
+        "pooler.linear.weight": (hidden, hidden),
+        "pooler.linear.bias": (hidden,),
+        "pooler.ln.weight": (hidden,),
+        "pooler.ln.bias": (hidden,),
+        "classifier.weight": (3, hidden),
+        "classifier.bias": (3,),
+    }
+    assert mean.pooler.ln.eps == 1e-12 and isinstance(mean.pooler.activation, torch.nn.GELU)
+    assert mean.pooler.dropout.p == 0.0  # small_config's classifier_dropout
+    assert (
+        PixelM4ForSequenceClassification(PixelM4Config.from_preset("test")).pooler.dropout.p == 0.1
+    )
+    # cls pooling: the ViT pooler (dense + tanh) of the published model, nothing else
+    cls = PixelM4ForSequenceClassification(small_config(num_labels=3, pooling_mode="cls"))
+    assert parameter_shapes(cls) == {
+        "vit.pooler.dense.weight": (hidden, hidden),
+        "vit.pooler.dense.bias": (hidden,),
+        "classifier.weight": (3, hidden),
+        "classifier.bias": (3,),
+    }
+
+
+def test_sequence_classification_computes_the_published_head():
+    pixel_values, attention_mask, _ = random_inputs()
+    for mode in ("mean", "max", "cls"):
+        model = PixelM4ForSequenceClassification(
+            small_config(num_labels=3, pooling_mode=mode)
+        ).eval()
+        hidden = model.vit(pixel_values, attention_mask).last_hidden_state
+        if mode == "cls":
+            pooled = torch.tanh(model.vit.pooler.dense(hidden[:, 0]))
+        else:
+            head = model.pooler
+            patches = head.ln(torch.nn.functional.gelu(head.linear(hidden[:, 1:])))
+            inside = attention_mask[..., None].bool()
+            if mode == "mean":
+                pooled = (patches * inside).sum(1) / inside.sum(1)
+            else:
+                pooled = patches.masked_fill(~inside, -1e9).amax(1)
+        expected = model.classifier(pooled)
+        torch.testing.assert_close(model(pixel_values, attention_mask).logits, expected)
+
+
+def test_published_parser_structure_scores_and_loss():
+    pixel_values, attention_mask, word_spans = random_inputs()
+    hidden = small_config().hidden_size
+    model = PixelM4ForBiaffineParsing(small_config(num_labels=5)).eval()
+    # pixel/models/pixel/modeling_pixel.py PIXELForBiaffineParsing: Biaffine(H, bias_x, not
+    # bias_y) for arcs, Biaffine(H, R, bias_x, bias_y) for relations, the ViT pooler for ROOT
+    assert parameter_shapes(model) == {
+        "vit.pooler.dense.weight": (hidden, hidden),
+        "vit.pooler.dense.bias": (hidden,),
+        "biaffine_arcs.weight": (1, hidden + 1, hidden),
+        "biaffine_rels.weight": (5, hidden + 1, hidden + 1),
+    }
+    torch.nn.init.normal_(model.biaffine_arcs.weight)  # zero-initialised: give scores spread
+    torch.nn.init.normal_(model.biaffine_rels.weight)
+    arcs = torch.tensor([[2, 0, 2], [0, 1, 3]])  # word 3 of example 2 has no patches
+    rels = torch.tensor([[1, 0, 4], [0, 3, 2]])
+    output = model(pixel_values, word_spans, attention_mask, arc_labels=arcs, rel_labels=rels)
+    assert output.word_mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert torch.isfinite(output.arc_logits).all()  # every candidate scored, none masked
+
+    encoded = model.vit(pixel_values, attention_mask).last_hidden_state
+    words = word_vectors(encoded, word_spans, "mean")
+    root = torch.tanh(model.vit.pooler.dense(encoded[:, 0]))
+    nodes = torch.cat([root[:, None], words], 1)
+    with_bias = torch.cat([words, torch.ones(2, 3, 1)], -1)
+    expected = torch.einsum("bnx,xy,bmy->bnm", with_bias, model.biaffine_arcs.weight[0], nodes)
+    torch.testing.assert_close(output.arc_logits, expected)
+
+    # the truncated word is scored too (from a zero vector); arc mean + relation mean
+    arc_loss = torch.nn.functional.cross_entropy(output.arc_logits.flatten(0, 1), arcs.flatten())
+    at_gold = output.rel_logits.flatten(0, 1)[torch.arange(6), arcs.flatten()]
+    rel_loss = torch.nn.functional.cross_entropy(at_gold, rels.flatten())
+    torch.testing.assert_close(output.loss, arc_loss + rel_loss)
+
+
+def test_dozat_manning_parser_masks_impossible_heads_and_scores_gold_arcs():
     pixel_values, attention_mask, word_spans = random_inputs()
     model = PixelM4ForBiaffineParsing(
-        small_config(num_labels=5, biaffine_arc_size=8, biaffine_rel_size=4)
+        small_config(
+            num_labels=5, parser_variant="dozat_manning", biaffine_arc_size=8, biaffine_rel_size=4
+        )
     )
+    assert parameter_shapes(model, "biaffine") == {
+        "biaffine_arcs.weight": (1, 9, 8),
+        "biaffine_rels.weight": (5, 5, 5),
+    }
+    assert model.vit.pooler is None and model.arc_dependent[0].out_features == 8
     arcs = torch.tensor([[2, 0, 2], [0, 1, -100]])
     rels = torch.tensor([[1, 0, 4], [0, 3, -100]])
     output = model(pixel_values, word_spans, attention_mask, arc_labels=arcs, rel_labels=rels)
@@ -403,11 +503,23 @@ def test_chu_liu_edmonds_breaks_a_greedy_cycle():
     assert chu_liu_edmonds(scores).tolist() == [-1, 0, 1, 1]
 
 
-def test_decode_trees_only_uses_rendered_words():
+def test_greedy_decoding_takes_each_words_best_head():
     arc_logits = torch.randn(2, 4, 5)
     rel_logits = torch.randn(2, 4, 5, 3)
     word_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    decoded = decode_trees(arc_logits, rel_logits, word_mask)
+    decoded = decode_trees(arc_logits, rel_logits, word_mask)  # greedy is the default
+    assert torch.equal(decoded[..., 0], arc_logits.argmax(-1))  # every word, as published
+    heads = arc_logits.argmax(-1)
+    assert torch.equal(decoded[..., 1], rel_logits.argmax(-1).gather(2, heads[..., None])[..., 0])
+    with pytest.raises(ValueError, match="decoding must be 'greedy' or 'mst'"):
+        decode_trees(arc_logits, rel_logits, word_mask, "beam")
+
+
+def test_mst_decoding_only_uses_rendered_words():
+    arc_logits = torch.randn(2, 4, 5)
+    rel_logits = torch.randn(2, 4, 5, 3)
+    word_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    decoded = decode_trees(arc_logits, rel_logits, word_mask, "mst")
     assert decoded.shape == (2, 4, 2)
     assert (decoded[1, 2:] == -100).all()
     assert set(decoded[1, :2, 0].tolist()) <= {0, 1, 2}

@@ -153,8 +153,8 @@ def test_word_heads_do_not_depend_on_padding(both_widths, model_class):
     spans = word_spans(short)
     model = make_model(model_class)
     if model_class is PixelM4ForBiaffineParsing:  # its scorers start at zero: give them weights
-        torch.nn.init.normal_(model.arc_scorer.weight)
-        torch.nn.init.normal_(model.rel_scorer.weight)
+        torch.nn.init.normal_(model.biaffine_arcs.weight, std=0.02)
+        torch.nn.init.normal_(model.biaffine_rels.weight, std=0.02)
     a, b = run(model, full, word_spans=spans), run(model, short, word_spans=spans)
     assert a[next(iter(a.keys() - {"word_mask"}))].abs().max() > 0
     for key in ("logits", "arc_logits", "rel_logits"):
