@@ -144,21 +144,26 @@ def write_model_card(
     renderer: PixelM4TextRenderer | None = None,
     model_id: str | None = None,
     task_section: str = "",
+    template: str = "model_card.md",
+    fields: dict[str, str] | None = None,
     **metadata,
 ) -> Path:
-    """Write `model_card.md`, filled in, as `output_dir/README.md` (the Hub card).
+    """Write `template` (a card next to this module: `model_card.md` for PIXEL-M4 encoders,
+    `model_card_fallback.md` for a pixel fallback + causal LM), filled in, as
+    `output_dir/README.md` (the Hub card).
 
     `metadata` updates the card's YAML header (e.g. `base_model="Team-PIXEL/pixel-m4"`,
     `datasets=[...]`, `language=[...]`, `license=...`, `tags=[...]`); None values are dropped.
     `model_id` (default: the folder name) is what the usage snippets load. `task_section`
     (markdown) describes a fine-tuned model's task, labels and results. With `model` and
     `renderer`, the card gets example outputs (cosine similarities of sentence embeddings) as
-    text and as static widget outputs.
+    text and as static widget outputs. `fields` fills (or overrides) `{{name}}` placeholders of
+    the template.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
     output_dir = Path(output_dir)
-    card = ModelCard((Path(__file__).resolve().parent / "model_card.md").read_text())
+    card = ModelCard((Path(__file__).resolve().parent / template).read_text())
     data = card.data.to_dict()
     data.update({key: value for key, value in metadata.items() if value is not None})
     summary, max_patches, examples = "A pixel language model in the PIXEL-M4 format.", 529, ""
@@ -207,6 +212,7 @@ def write_model_card(
             if renderer is None
             else ", ".join(f"`{Path(path).name}`" for path in renderer.font_file)
         ),
+        **(fields or {}),
     }.items():
         text = text.replace("{{" + name + "}}", value)
     output_dir.mkdir(parents=True, exist_ok=True)

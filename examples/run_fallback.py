@@ -36,6 +36,7 @@ from transformers import (
 )
 
 from pixel_m4.configuration_pixel_m4 import FALLBACK_PRESETS, PixelFallbackConfig
+from pixel_m4.hub_pixel_m4 import write_model_card
 from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM, generate_text
 from pixel_m4.processing_pixel_m4 import (
     MAX_SOURCE_LENGTH,
@@ -333,6 +334,59 @@ def train_stage(model, training_args, steps: int, train, collate) -> None:
     Trainer(model=model, args=stage_args, train_dataset=train, data_collator=collate).train()
 
 
+def write_fallback_card(
+    output: Path, model, processor, train, evaluation, results: dict, args
+) -> Path:
+    """README.md of the saved folder: the package's fallback card (install line, usage, licences
+    incl. OFL-1.1 for the fonts) with the base LLM, languages, datasets and the run's scores."""
+    languages = sorted(set(train["src_lang"]) | set(evaluation["src_lang"]))
+    names = ", ".join(LANGUAGE_NAMES.get(code, code) for code in languages)
+    packages = ["torch", '"transformers>=5.17"', "cffi"]
+    if hasattr(model.language_model, "peft_config"):  # a stage-2 DoRA adapter is saved
+        packages.append("peft")
+    if "thai" in processor.word_segmenter.split(",") and "th" in languages:
+        packages.append("pythainlp")  # imported when Thai text appears
+    score_rows = "\n".join(
+        f"| {name} | {results[f'{name}_chrf++']:.2f} | {results[f'{name}_bleu']:.2f} |"
+        for name in ("before", "after_stage1", "after")
+    )
+    base_model = model.config.base_model_name_or_path
+    section = "\n".join(
+        [
+            f"## Translation {'/'.join(code.upper() for code in languages)} -> EN",
+            "",
+            f"Trained with `examples/run_fallback.py` of the pixel-m4 package on `{base_model}`"
+            + (f" with `{args.dataset_name}`" if args.dataset_name else "")
+            + f": stage 1 (LLM frozen) {args.stage1_steps} steps, stage 2 (DoRA r={args.lora_r} "
+            f"on {args.lora_target_modules}) {args.stage2_steps} steps. Source languages: "
+            f"{names}. Scores on {len(evaluation)} held-out pairs (sacrebleu, beam "
+            f"{args.num_beams}):",
+            "",
+            "| model | chrF++ | BLEU |\n|---|---|---|\n" + score_rows,
+        ]
+    )
+    example = evaluation[0]
+    return write_model_card(
+        output,
+        renderer=processor.renderer,
+        task_section=section,
+        template="model_card_fallback.md",
+        fields={
+            "model_summary": f"A pixel fallback for `{base_model}`: translation from {names} "
+            "into English (text generation).",
+            "base_model": base_model,
+            "install_packages": " ".join(packages),
+            "example_source": json.dumps(example["src"], ensure_ascii=False),
+            "example_template": json.dumps(example["template"], ensure_ascii=False),
+        },
+        base_model=base_model,
+        datasets=[args.dataset_name] if args.dataset_name else None,
+        language=sorted({*languages, "en"}),
+        tags=["pixel", "pixel-fallback", "translation", "custom_code"]
+        + [f"translation-{code}-en" for code in languages],
+    )
+
+
 def main():
     parser = HfArgumentParser((FallbackArguments, TrainingArguments))
     parser.set_defaults(**PAPER_TRAINING_DEFAULTS)
@@ -407,6 +461,7 @@ def main():
     )
     results.update({f"{split}_skipped_invalid_rows": count for split, count in skipped.items()})
     (output / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_fallback_card(output, model, processor, train, evaluation, results, args)
     print(json.dumps(results, indent=2))
 
 

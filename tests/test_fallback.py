@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
@@ -626,6 +627,24 @@ def test_run_fallback_script_end_to_end(llm_path, tmp_path):
     assert (output / "processing_pixel_m4.py").exists()
     num_saved = sum(t.numel() for t in load_file(output / "model.safetensors").values())
 
+    # the Hub card: YAML metadata for the task and base LLM, the run's scores, install line
+    _, front_matter, body = (output / "README.md").read_text(encoding="utf-8").split("---\n", 2)
+    card = yaml.safe_load(front_matter)
+    assert card["pipeline_tag"] == "text-generation"
+    assert card["base_model"] == llm_path
+    assert card["license"] == "apache-2.0" and "datasets" not in card  # the shipped sample
+    assert "en" in card["language"] and "translation" in card["tags"]
+    assert {"custom_code", "pixel-fallback"} <= set(card["tags"])
+    assert "{{" not in body
+    assert f"| after | {metrics['after_chrf++']:.2f} | {metrics['after_bleu']:.2f} |" in body
+    install = next(line for line in body.splitlines() if line.startswith("pip install"))
+    assert install.split()[2:5] == ["torch", '"transformers>=5.17"', "cffi"]
+    assert "peft" in install.split()  # the stage-2 DoRA adapter is saved
+    assert ("pythainlp" in install.split()) == ("th" in card["language"])
+    assert "OFL-1.1" in body and "NotoSans" in body  # the shipped fonts' licence, named
+    assert "AutoModelForCausalLM.from_pretrained" in body and "model.generate(" in body
+    assert f'from_pretrained("{output.name}", trust_remote_code=True)' in body
+
     script = f"""
 import sys
 sys.path = [p for p in sys.path if 'pixel' not in p]
@@ -641,3 +660,12 @@ print(type(model).__name__, hasattr(model.language_model, 'peft_config'),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-3:] == ["PixelFallbackForCausalLM", "True", str(num_saved)]
+
+    # the card's usage snippet runs as written (the folder name resolves from tmp_path)
+    snippet = body.split("## Usage", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    script = "import sys\nsys.path = [p for p in sys.path if 'pixel' not in p]\n" + snippet
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("['"), result.stdout
