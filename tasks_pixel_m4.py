@@ -815,7 +815,7 @@ def parse_with_recipe(dataclass_types, recipes: dict[str, dict], args=None, desc
     parser = HfArgumentParser(
         dataclass_types, description=description, formatter_class=_HelpFormatter
     )
-    if len(args) == 1 and args[0].endswith((".json", ".yaml", ".yml")):
+    if is_args_file(args):
         given = read_args_file(args[0])
         recipe = given.get("recipe", names[0])
         if recipe not in recipes:
@@ -840,6 +840,29 @@ def parse_with_recipe(dataclass_types, recipes: dict[str, dict], args=None, desc
             switch_off_best_model_loading(recipes[known.recipe], explicit), given_flags
         )
         parser.set_defaults(recipe=known.recipe, **defaults)
+        parsed = parser.parse_args_into_dataclasses(args=args)
+    for value in parsed:
+        if hasattr(value, "get_process_log_level"):
+            setup_logging(value)
+    return parsed
+
+
+def is_args_file(args: list[str]) -> bool:
+    """A single `.json` / `.yaml` / `.yml` argument: a file holding the arguments, as in
+    transformers' examples."""
+    return len(args) == 1 and args[0].endswith((".json", ".yaml", ".yml"))
+
+
+def parse_args_or_file(parser, args=None, defaults: dict | None = None):
+    """The dataclasses of an HfArgumentParser from command-line flags or from a single
+    `.json` / `.yaml` args file (unknown keys are an error), with `defaults` under either;
+    logging is then set up as in transformers' examples (for the scripts without recipes)."""
+    args = sys.argv[1:] if args is None else list(args)
+    defaults = defaults or {}
+    if is_args_file(args):
+        parsed = parser.parse_dict({**defaults, **read_args_file(args[0])})
+    else:
+        parser.set_defaults(**defaults)
         parsed = parser.parse_args_into_dataclasses(args=args)
     for value in parsed:
         if hasattr(value, "get_process_log_level"):

@@ -45,7 +45,7 @@ from pixel_m4.processing_pixel_m4 import (
     WORD_SEGMENTERS,
     PixelFallbackProcessor,
 )
-from pixel_m4.tasks_pixel_m4 import check_rows, load_metric
+from pixel_m4.tasks_pixel_m4 import check_rows, load_metric, parse_args_or_file
 from pixel_m4.tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
 
 logger = logging.getLogger(__name__)
@@ -387,14 +387,18 @@ def write_fallback_card(
     )
 
 
-def main():
+def parse_arguments(args=None):
+    """Flags, or a single .json / .yaml args file as in transformers' examples, over the
+    paper's training defaults."""
     parser = HfArgumentParser((FallbackArguments, TrainingArguments))
-    parser.set_defaults(**PAPER_TRAINING_DEFAULTS)
-    args, training_args = parser.parse_args_into_dataclasses()
+    return parse_args_or_file(parser, args, defaults=PAPER_TRAINING_DEFAULTS)
+
+
+def main():
+    args, training_args = parse_arguments()
     if training_args.max_steps > 0:
         raise ValueError("--max_steps is not used: set --stage1_steps and --stage2_steps")
     check_arguments(args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
     train, evaluation, skipped = load_pairs(args)  # bad data fails before any model loads
 
@@ -460,7 +464,9 @@ def main():
         eval_pairs=len(evaluation),
     )
     results.update({f"{split}_skipped_invalid_rows": count for split, count in skipped.items()})
-    (output / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    # eval_results.json and, as transformers' examples, all_results.json with the same content
+    for name in ("eval_results.json", "all_results.json"):
+        (output / name).write_text(json.dumps(results, indent=2) + "\n")
     write_fallback_card(output, model, processor, train, evaluation, results, args)
     print(json.dumps(results, indent=2))
 

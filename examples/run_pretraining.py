@@ -43,8 +43,9 @@ from pixel_m4.pretraining_pixel_m4 import (
     load_renderer,
     save_and_reload,
 )
+from pixel_m4.tasks_pixel_m4 import parse_args_or_file
 
-logger = logging.getLogger("run_pretraining")
+logger = logging.getLogger(__name__)
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "pretrain"
 
 
@@ -235,11 +236,15 @@ class PretrainingArguments(TrainingArguments):
             self.hub_strategy = HubStrategy.END
 
 
-def main():
+def parse_arguments(args=None):
+    """Flags, or a single .json / .yaml args file as in transformers' examples."""
     parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
     parser.description = __doc__.split("\n\n")[0]
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses()
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    return parse_args_or_file(parser, args)
+
+
+def main():
+    model_args, data_args, training_args = parse_arguments()
 
     set_seed(training_args.seed)  # before the model: its initialisation is part of the run
     model = load_pretraining_model(
@@ -295,6 +300,7 @@ def main():
     )
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)  # train_results.json and all_results.json
     trainer.save_state()
 
     if trainer.is_world_process_zero():

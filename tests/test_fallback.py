@@ -618,6 +618,7 @@ def test_run_fallback_script_end_to_end(llm_path, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((output / "eval_results.json").read_text())
+    assert json.loads((output / "all_results.json").read_text()) == metrics
     for key in ("before_chrf++", "after_stage1_chrf++", "after_chrf++", "after_bleu"):
         assert 0.0 <= metrics[key] <= 100.0
     assert (metrics["pixel_word_rule"], metrics["word_segmenter"]) == ("all", "thai")

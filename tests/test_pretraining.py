@@ -493,6 +493,10 @@ def test_script_end_to_end_writes_a_hub_ready_folder(runs):
     for name in ("model.safetensors", "configuration_pixel_m4.py", "modeling_pixel_m4.py",
                  "rendering_pixel_m4.py", "preprocessor_config.json", "NotoSans[wght].ttf"):  # fmt: skip
         assert (output_dir / name).is_file(), name
+    # result files as in transformers' examples (Trainer.save_metrics)
+    train_results = json.loads((output_dir / "train_results.json").read_text())
+    assert train_results["train_loss"] > 0 and train_results["train_runtime"] > 0
+    assert json.loads((output_dir / "all_results.json").read_text()) == train_results
     card = (output_dir / "README.md").read_text()
     assert "## Pretraining" in card and "8 steps at batch size 2" in card
     pngs = sorted(p.name for p in (output_dir / "reconstructions").iterdir())

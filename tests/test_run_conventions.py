@@ -255,3 +255,63 @@ def test_pretraining_push_refuses_checkpoint_strategies(tmp_path, monkeypatch):
             monkeypatch,
         )  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+def load_script(name: str, monkeypatch):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_pretraining_reads_a_json_args_file(tmp_path, monkeypatch):
+    script = load_script("run_pretraining", monkeypatch)
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({
+        "model_config": "test", "corpus": ["en=a.txt", "hi=b.txt"], "mixing_weights": [3, 1],
+        "max_steps": 7, "output_dir": str(tmp_path / "out"), "report_to": "none",
+    }))  # fmt: skip
+    model_args, data_args, training_args = script.parse_arguments([str(args_file)])
+    assert model_args.model_config == "test" and model_args.render_mode == "bigram"
+    assert data_args.corpus == ["en=a.txt", "hi=b.txt"] and data_args.mixing_weights == [3, 1]
+    assert (training_args.max_steps, training_args.output_dir) == (7, str(tmp_path / "out"))
+    assert training_args.learning_rate == 1.5e-4  # the script's own defaults stay
+    assert training_args.lr_scheduler_kwargs == {"min_lr": 1e-5}
+    # the same values as flags give the same dataclasses
+    flags_given = script.parse_arguments(
+        ["--model_config", "test", "--corpus", "en=a.txt", "hi=b.txt", "--mixing_weights", "3",
+         "1", "--max_steps", "7", "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    )  # fmt: skip
+    assert flags_given[:2] == (model_args, data_args)
+    assert flags_given[2].max_steps == training_args.max_steps
+
+
+def test_run_fallback_reads_a_yaml_args_file_over_the_paper_defaults(tmp_path, monkeypatch):
+    script = load_script("run_fallback", monkeypatch)
+    args_file = tmp_path / "args.yaml"
+    args_file.write_text(f"stage1_steps: 3\nlora_r: 4\noutput_dir: {tmp_path / 'out'}\n")
+    args, training_args = script.parse_arguments([str(args_file)])
+    assert (args.stage1_steps, args.lora_r) == (3, 4)
+    assert training_args.output_dir == str(tmp_path / "out")
+    # the paper's training defaults (PAPER_TRAINING_DEFAULTS) hold under an args file too
+    assert (training_args.learning_rate, training_args.per_device_train_batch_size) == (3e-4, 16)
+    assert training_args.lr_scheduler_kwargs == {"min_lr": 3e-5}
+    assert training_args.save_strategy == "no"
+    args_file.write_text("learning_rate: 1.0e-4\n")
+    assert script.parse_arguments([str(args_file)])[1].learning_rate == 1e-4
+
+
+@pytest.mark.parametrize("script_name", ["run_pretraining", "run_fallback"])
+def test_bad_args_files_are_rejected(script_name, tmp_path, monkeypatch):
+    script = load_script(script_name, monkeypatch)
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"output_dir": str(tmp_path), "no_such_flag": 1}))
+    with pytest.raises(ValueError, match="no_such_flag"):
+        script.parse_arguments([str(unknown)])
+    not_a_mapping = tmp_path / "list.yaml"
+    not_a_mapping.write_text("- output_dir\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        script.parse_arguments([str(not_a_mapping)])
+    with pytest.raises(FileNotFoundError):
+        script.parse_arguments([str(tmp_path / "missing.yml")])
