@@ -195,8 +195,16 @@ PAPER_TRAINING_DEFAULTS = dict(
 )
 
 
-def check_arguments(args: FallbackArguments) -> None:
+def check_arguments(args: FallbackArguments, training_args: TrainingArguments) -> None:
     """Numbers that would only fail late (mid-training, in evaluation) are checked first."""
+    if training_args.max_steps > 0:
+        raise ValueError("--max_steps is not used: set --stage1_steps and --stage2_steps")
+    if training_args.push_to_hub:
+        # each stage's Trainer would push a folder without the processor, fonts or card
+        raise ValueError(
+            "--push_to_hub is not supported by run_fallback.py: upload the finished output "
+            "folder with `hf upload <repo_id> <output_dir>` (see docs/fallback.md)"
+        )
     for name in ("stage1_steps", "stage2_steps"):
         if getattr(args, name) < 0:
             raise ValueError(
@@ -396,9 +404,7 @@ def parse_arguments(args=None):
 
 def main():
     args, training_args = parse_arguments()
-    if training_args.max_steps > 0:
-        raise ValueError("--max_steps is not used: set --stage1_steps and --stage2_steps")
-    check_arguments(args)
+    check_arguments(args, training_args)
     set_seed(training_args.seed)
     train, evaluation, skipped = load_pairs(args)  # bad data fails before any model loads
 

@@ -315,3 +315,13 @@ def test_bad_args_files_are_rejected(script_name, tmp_path, monkeypatch):
         script.parse_arguments([str(not_a_mapping)])
     with pytest.raises(FileNotFoundError):
         script.parse_arguments([str(tmp_path / "missing.yml")])
+
+
+def test_run_fallback_refuses_flags_it_would_ignore(tmp_path, monkeypatch):
+    script = load_script("run_fallback", monkeypatch)
+    out = ["--output_dir", str(tmp_path)]
+    script.check_arguments(*script.parse_arguments(out))  # the defaults pass
+    with pytest.raises(ValueError, match="--push_to_hub is not supported.*hf upload"):
+        script.check_arguments(*script.parse_arguments([*out, "--push_to_hub"]))
+    with pytest.raises(ValueError, match="--max_steps is not used"):
+        script.check_arguments(*script.parse_arguments([*out, "--max_steps", "5"]))
