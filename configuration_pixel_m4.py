@@ -30,6 +30,14 @@ PRESETS: dict[str, dict] = {
 }  # fmt: skip
 
 
+def _checked_again(loaded):
+    """PreTrainedConfig.from_dict sets overrides (from_pretrained(folder, mask_ratio=1.5)) after
+    construction, past __post_init__: the loaded config (or its (config, unused) tuple) is
+    checked again."""
+    (loaded[0] if isinstance(loaded, tuple) else loaded).check_values()
+    return loaded
+
+
 @strict
 class PixelM4Config(PreTrainedConfig):
     r"""
@@ -109,11 +117,7 @@ class PixelM4Config(PreTrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
-        # PreTrainedConfig.from_dict sets overrides (from_pretrained(folder, mask_ratio=1.5))
-        # after construction, past __post_init__: check the result again.
-        result = super().from_dict(config_dict, **kwargs)
-        (result[0] if isinstance(result, tuple) else result).check_values()
-        return result
+        return _checked_again(super().from_dict(config_dict, **kwargs))
 
     def check_values(self) -> None:
         """Raises ValueError naming the first invalid field."""
@@ -278,10 +282,7 @@ class PixelFallbackConfig(PreTrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
-        # overrides are set after construction (see PixelM4Config.from_dict): check again
-        result = super().from_dict(config_dict, **kwargs)
-        (result[0] if isinstance(result, tuple) else result).check_values()
-        return result
+        return _checked_again(super().from_dict(config_dict, **kwargs))
 
     def check_values(self) -> None:
         """Raises ValueError naming the first invalid field."""
