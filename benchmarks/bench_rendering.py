@@ -19,7 +19,8 @@ Paths: "render" is `renderer.render(text)` one by one; "uncached" the same with 
 u8" are one `renderer(texts, return_tensors="pt")` call on --batch texts of the cached corpus,
 float32 [B, 3, 16, 8464] or, where the renderer offers it, output_format="uint8" [B, 1, 16,
 8464]; "bare" is the uint8 -> float32 3-channel conversion alone of the same size (the floor of
-the float32 call). Peak memory of a call is tracemalloc's peak (numpy arrays included).
+the float32 call). A call is timed without tracemalloc; its peak memory is tracemalloc's peak
+(numpy arrays included) in a second, traced call.
 
 The published renderers (ilkerkesen/pixel-m4 bigram, xplip/pixel continuous) run unmodified in
 their own environment through benchmarks/published_renderer.py, on the same texts and fonts,
@@ -157,11 +158,13 @@ def published_rate(args, mode: str, texts: list[str]) -> dict | None:
 
 
 def call_rate(renderer, texts: list[str], **options) -> tuple[float, float]:
-    """(texts/s, peak MB) of one batch call."""
-    tracemalloc.start()
+    """(texts/s, peak MB) of one batch call: timed untraced (tracemalloc slows every
+    allocation), then its peak memory from a second, traced call."""
     start = time.perf_counter()
     renderer(texts, return_tensors="pt", **options)
     elapsed = time.perf_counter() - start
+    tracemalloc.start()
+    renderer(texts, return_tensors="pt", **options)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return len(texts) / elapsed, peak / 1e6
