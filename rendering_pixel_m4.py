@@ -1169,8 +1169,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         in `space` patches ("" if none does). Measures at most `strip_budget` + 1 patches of
         pairs, so a word of any length costs no more than one strip. The prefix is the word's
         start in text order (a mirrored right-to-left word keeps its first pairs too)."""
-        if _word_cache.get((self._word_keys[mirrored], word)) is not None:
-            return None  # only words that fit a strip are cached
+        cached = _word_cache.get((self._word_keys[mirrored], word))
+        if cached is not None and cached[1] <= strip_budget:
+            return None  # a cached word knows its width
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
         used, fitting = 0, 0
         for pair in pairs:

@@ -411,6 +411,12 @@ def test_cache_never_changes_a_pixel_when_words_overflow(mode, max_seq_length):
                 b.missing_glyphs,
             )
     assert cached.render(wide).overflow == (max_seq_length == 8)
+    # a word wider than the strip keeps its prefix however often it is seen (the word cache
+    # takes words the second time, whatever their width; a text pair has a narrower strip)
+    for text, pair in [(wide[:7], None), (wide[:7], None), (wide[:6], "x"), (wide[:6], None)]:
+        for renderer in (cached, uncached):
+            out = renderer.render(text, pair)
+            assert out.word_patch_spans and out.num_patches > 1 + (pair is not None), text
 
 
 def test_cache_entries_are_not_tracked_by_the_garbage_collector():
