@@ -21,6 +21,7 @@ from pixel_m4.tools.hub import create_hub_folder
 
 NOTO = default_font_files()[0]
 STRIP = 16  # patches of the small test model (a 4 x 4 grid)
+RENDERER = {"max_seq_length": 32}  # conftest's renderer
 
 
 # --------------------------------------------------------------------------------- renderer
@@ -130,11 +131,6 @@ def test_renderer_call_rejects_bad_input(case, renderer):
     args, kwargs, error, message = RENDERER_CALL_CASES[case]
     with pytest.raises(error, match=message):
         renderer(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    return PixelM4TextRenderer(max_seq_length=32)
 
 
 def saved_renderer(tmp_path, edit):

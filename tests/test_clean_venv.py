@@ -211,6 +211,7 @@ def test_every_folder_runs_from_raw_text_in_a_clean_venv(folders, tmp_path):
     )
 
 
+@pytest.mark.slow  # a fresh process with Pango hidden
 def test_missing_pango_is_one_clear_error(tmp_path):
     script = textwrap.dedent(
         """

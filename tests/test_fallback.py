@@ -3,7 +3,6 @@
 import itertools
 import json
 import logging
-import os
 import subprocess
 import sys
 import warnings
@@ -31,6 +30,7 @@ from tiny_causal_lm import tiny_causal_lm_path
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = "Translate from Hindi to English:\n{text}\nEnglish:"
+RENDERER = {"render_mode": "word_bigram"}  # conftest's renderer
 MIXED = ["मैं घर जा रहा हूँ, OK?", "Привет мир and friends", "ไทย 中文字"]
 
 
@@ -42,11 +42,6 @@ def llm_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tokenizer(llm_path):
     return AutoTokenizer.from_pretrained(llm_path)
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    return PixelM4TextRenderer(render_mode="word_bigram")
 
 
 @pytest.fixture(scope="module")
@@ -600,7 +595,7 @@ def test_compression_counts(processor, tokenizer):
 
 # ------------------------------------------------------------------------------ script
 @pytest.mark.slow
-def test_run_fallback_script_end_to_end(llm_path, tmp_path):
+def test_run_fallback_script_end_to_end(llm_path, tmp_path, run_without_pixel_m4):
     """The default run (paper setting: whole source as pixels, Thai segmented, 256/256
     truncation), shortened: both stages for a few steps, scores written, and the saved adapter
     (fallback + DoRA) loads with trust_remote_code in a fresh process without pixel_m4."""
@@ -650,26 +645,16 @@ def test_run_fallback_script_end_to_end(llm_path, tmp_path):
     assert f'from_pretrained("{output.name}", trust_remote_code=True)' in body
 
     script = f"""
-import sys
-sys.path = [p for p in sys.path if 'pixel' not in p]
 from transformers import AutoModelForCausalLM
 model = AutoModelForCausalLM.from_pretrained({str(output)!r}, trust_remote_code=True)
 assert type(model).__module__.startswith('transformers_modules'), type(model).__module__
 print(type(model).__name__, hasattr(model.language_model, 'peft_config'),
       sum(p.numel() for p in model.fallback.parameters()))
 """
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[-3:] == ["PixelFallbackForCausalLM", "True", str(num_saved)]
+    stdout = run_without_pixel_m4(script)
+    assert stdout.split()[-3:] == ["PixelFallbackForCausalLM", "True", str(num_saved)]
 
     # the card's usage snippet runs as written (the folder name resolves from tmp_path)
     snippet = body.split("## Usage", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    script = "import sys\nsys.path = [p for p in sys.path if 'pixel' not in p]\n" + snippet
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("['"), result.stdout
+    stdout = run_without_pixel_m4(snippet)
+    assert stdout.startswith("['"), stdout
