@@ -22,7 +22,13 @@ from .rendering_pixel_m4 import PixelM4TextRenderer
 REMOTE_CODE_MODULES = (
     "configuration_pixel_m4.py",
     "modeling_pixel_m4.py",
-    "rendering_pixel_m4.py",
+    "rendering_pixel_m4.py",  # the renderer class, and its parts:
+    "rendering_native.py",
+    "rendering_fonts.py",
+    "rendering_text.py",
+    "rendering_ink.py",
+    "rendering_bigrams.py",
+    "rendering_continuous.py",
     "processing_pixel_m4.py",
     "pipeline_pixel_m4.py",
 )

@@ -391,6 +391,9 @@ def test_auto_processor_loads_a_saved_folder_with_remote_code(tokenizer, rendere
     assert (config["pixel_word_rule"], config["word_segmenter"]) == ("all", "thai")
     for module in ("processing_pixel_m4.py", "rendering_pixel_m4.py"):
         assert (tmp_path / module).is_file(), module
+    package = Path(sys.modules[PixelM4TextRenderer.__module__].__file__).parent
+    for part in package.glob("rendering_*.py"):  # the renderer's parts (relative imports)
+        assert (tmp_path / part.name).is_file(), part.name
     loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(loaded).__name__ == "PixelFallbackProcessor"
     assert type(loaded).__module__.startswith("transformers_modules.")  # the folder's code

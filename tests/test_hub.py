@@ -4,15 +4,19 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import pixel_m4
 from pixel_m4.hub_pixel_m4 import create_hub_folder, main
 from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 
+# The renderer class and its parts, all of which a folder ships (they import each other).
+RENDERING_PARTS = {path.name for path in Path(pixel_m4.__file__).parent.glob("rendering_*.py")}
 TEXTS = ["Pixels, not tokens.", "नमस्ते दुनिया", "Привіт, світе!", "你好，世界"]
 
 # Runs in a subprocess in which `import pixel_m4` fails: only the folder's own code may be used.
@@ -56,6 +60,7 @@ def test_folder_has_everything_a_hub_repo_needs(hub_folder):
         "NotoSansCJK-VF.otf.ttc",
     }
     assert expected <= names
+    assert len(RENDERING_PARTS) > 1 and names >= RENDERING_PARTS
     assert not {n for n in names if n.endswith((".bin", ".pt", ".pkl"))}
     config = json.loads((hub_folder / "config.json").read_text())
     assert config["model_type"] == "pixel_m4"
