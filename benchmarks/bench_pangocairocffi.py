@@ -53,6 +53,12 @@ def package_classes():
     fontconfig = ffi.dlopen("libfontconfig.so.1")
     pangoft2 = ffi.dlopen("libpangoft2-1.0.so.0")
     pango, glib = pangocffi.pango, pangocffi.glib
+    # pangocairocffi 0.7.1 declares cairo_font_type_t as void, so its
+    # pango_cairo_font_map_new_for_font_type takes no argument (PangoCairoFontMap.
+    # from_cairo_font_type raises TypeError): called through a correctly typed pointer.
+    new_font_map_for_font_type = ffi.cast(
+        "PangoFontMap *(*)(int)", pangocairocffi.pangocairo.pango_cairo_font_map_new_for_font_type
+    )
 
     class PackageFontSetup:
         def __init__(self, font_files, description, hint_style, hint_metrics):
@@ -61,11 +67,13 @@ def package_classes():
             for path in font_files:
                 if not fontconfig.FcConfigAppFontAddFile(config, os.fsencode(path)):
                     raise ValueError(path)
-            font_map = pangocairocffi.PangoCairoFontMap.from_cairo_font_type(cairocffi.FONT_TYPE_FT)
-            pangoft2.pango_fc_font_map_set_config(
-                ffi.cast("PangoFontMap *", font_map.pointer), config
+            font_map = new_font_map_for_font_type(cairocffi.FONT_TYPE_FT)
+            pangoft2.pango_fc_font_map_set_config(font_map, config)
+            # PangoCairoFontMap.create_context passes a PangoCairoFontMap * where
+            # pango_font_map_create_context takes a PangoFontMap * (TypeError): called directly.
+            context = pangocffi.Context.from_pointer(
+                pango.pango_font_map_create_context(font_map), gc=True
             )
-            context = font_map.create_context()
             options = cairocffi.FontOptions(
                 antialias=cairocffi.ANTIALIAS_GRAY,
                 hint_style=rendering_native.HINT_STYLES[hint_style],
@@ -78,7 +86,7 @@ def package_classes():
             )
             pangocairocffi.set_resolution(context, 72.0)
             pango.pango_context_set_round_glyph_positions(context.pointer, True)
-            pango.pango_context_set_base_dir(context.pointer, pangocffi.Direction.WEAK_LTR.value)
+            pango.pango_context_set_base_dir(context.pointer, pango.PANGO_DIRECTION_WEAK_LTR)
             self.config, self.font_map, self.context, self._options = (
                 config,
                 font_map,
@@ -195,7 +203,12 @@ def rate(renderer, texts, repeats) -> float:
 
 
 def import_seconds(statement: str) -> float:
-    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    """Seconds `statement` takes in a fresh interpreter that has imported the renderer's modules
+    (numpy, transformers, ...) but not cffi, best of 3."""
+    code = (
+        "import time, pixel_m4.rendering_native as n; t = time.perf_counter(); "
+        f"{statement}; print(time.perf_counter() - t)"
+    )
     times = []
     for _ in range(3):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -244,10 +257,10 @@ def main():
               f"(packages / cdef = {package / cdef:.2f})")  # fmt: skip
     use(ours)
 
-    print("(c) import time, fresh interpreter, best of 3:")
-    native = "from pixel_m4 import rendering_native as n; n._get_native()"
-    print(f"  our cdef (cffi + {native!r}): {import_seconds(native):.3f} s")
-    print(f"  pangocairocffi (+ pangocffi, cairocffi): {import_seconds('import pangocairocffi'):.3f} s")  # fmt: skip
+    print("(c) loading the bindings, fresh interpreter, best of 3:")
+    print(f"  our cdef (cffi, parse, dlopen): {import_seconds('n._get_native()'):.3f} s")
+    packages_load = "import pangocairocffi"
+    print(f"  pangocairocffi + pangocffi + cairocffi: {import_seconds(packages_load):.3f} s")
     print(f"load: {os.getloadavg()}")
 
 
