@@ -14,9 +14,9 @@ from pixel_m4.modeling_pixel_m4 import (
     PixelM4Model,
     as_model_pixels,
 )
-from pixel_m4.pretraining_pixel_m4 import RenderingCollator
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-from pixel_m4.tasks_pixel_m4 import (
+from pixel_m4.tools.pretraining import RenderingCollator
+from pixel_m4.tools.tasks import (
     SequenceClassificationCollator,
     WordTaskCollator,
     pad_to_patches,

@@ -25,7 +25,9 @@ from pixel_m4.modeling_pixel_fallback import (
 )
 from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor, load_word_segmenter
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-from pixel_m4.tiny_causal_lm import tiny_causal_lm_path
+from pixel_m4.tools.hub import FALLBACK_HUB_FILES
+
+from tiny_causal_lm import tiny_causal_lm_path
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = "Translate from Hindi to English:\n{text}\nEnglish:"
@@ -391,9 +393,6 @@ def test_auto_processor_loads_a_saved_folder_with_remote_code(tokenizer, rendere
     assert (config["pixel_word_rule"], config["word_segmenter"]) == ("all", "thai")
     for module in ("processing_pixel_m4.py", "rendering_pixel_m4.py"):
         assert (tmp_path / module).is_file(), module
-    package = Path(sys.modules[PixelM4TextRenderer.__module__].__file__).parent
-    for part in package.glob("rendering_*.py"):  # the renderer's parts (relative imports)
-        assert (tmp_path / part.name).is_file(), part.name
     loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(loaded).__name__ == "PixelFallbackProcessor"
     assert type(loaded).__module__.startswith("transformers_modules.")  # the folder's code
@@ -572,7 +571,8 @@ def test_save_load_round_trip_with_dora(llm_path, processor, tmp_path):
     assert saved and all(name.startswith("fallback.") for name in saved)  # no LLM weights
     assert json.loads((tmp_path / "config.json").read_text())["base_model_name_or_path"] == llm_path
     assert (tmp_path / "llm_adapter" / "adapter_model.safetensors").exists()
-    assert (tmp_path / "modeling_pixel_fallback.py").exists()
+    # the remote code written by save_pretrained is exactly the fallback's list of Hub files
+    assert {path.name for path in tmp_path.glob("*.py")} == set(FALLBACK_HUB_FILES)
 
     loaded = PixelFallbackForCausalLM.from_pretrained(tmp_path)
     reloaded_processor = PixelFallbackProcessor.from_pretrained(tmp_path)
