@@ -319,21 +319,13 @@ def test_embed_rejects_bad_input(case, model_folder, renderer):
 
 
 # -------------------------------------------------------------------------------- converter
-def _convert_test_module():
-    """test_convert.py's original-folder writer (tests are not a package: load it by path)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).with_name("test_convert.py")
-    spec = importlib.util.spec_from_file_location("convert_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def original_folder(tmp_path_factory):
-    return _convert_test_module().write_original_folder(tmp_path_factory.mktemp("orig") / "pixel")
+    # test_convert.py's original-folder writer; tests/ is on sys.path (pytest's default import
+    # mode puts each test module's folder there)
+    from test_convert import write_original_folder
+
+    return write_original_folder(tmp_path_factory.mktemp("orig") / "pixel")
 
 
 def copy_of(original_folder, tmp_path, renderer_fields=None, config_fields=None):
