@@ -21,6 +21,7 @@ from .rendering_pixel_m4 import PixelM4TextRenderer
 # The modules a Hub repo of ours carries, so that every auto_map entry resolves there.
 REMOTE_CODE_MODULES = (
     "configuration_pixel_m4.py",
+    "layers_pixel.py",
     "modeling_pixel_m4.py",
     "rendering_pixel_m4.py",
     "processing_pixel_m4.py",

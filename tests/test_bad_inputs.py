@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from pixel_m4.configuration_pixel_m4 import PixelFallbackConfig, PixelM4Config
+from pixel_m4.configuration_pixel_fallback import PixelFallbackConfig
+from pixel_m4.configuration_pixel_m4 import PixelM4Config
 from pixel_m4.convert_pixel_m4 import convert_pixel_checkpoint
 from pixel_m4.convert_pixel_m4 import main as convert_main
 from pixel_m4.hub_pixel_m4 import create_hub_folder
