@@ -323,21 +323,28 @@ class _FontSetup:
                 runs = runs.next
         return count
 
-    def x_range(self, layout, start: int, end: int) -> tuple[float, float]:
-        """Pixel x-range covered by the characters in byte range [start, end), whatever their
-        direction (one call on the layout's single line; per-index look-ups walk the layout
-        from its start every time)."""
-        pango = self.native.pango
+    def x_ranges(self, layout, byte_ranges) -> list[tuple[float, float]]:
+        """Pixel x-range covered by the characters of each [start, end) byte range, whatever
+        their direction: one call per range on the layout's single line (per-index look-ups
+        walk the layout from its start every time), in one loop (continuous mode's word spans:
+        per-call Python overhead was a third of rendering a text)."""
+        pango, g_free = self.native.pango, self.native.glib.g_free
+        unpack, out, count = self.native.ffi.unpack, self._ranges, self._range_count
         line = pango.pango_layout_get_line_readonly(layout, 0)
-        pango.pango_layout_line_get_x_ranges(line, start, end, self._ranges, self._range_count)
-        ranges = self._ranges[0]
-        try:
-            xs = [ranges[index] for index in range(2 * self._range_count[0])]
-        finally:
-            self.native.glib.g_free(ranges)
-        if not xs:
-            return 0.0, 0.0
-        return min(xs) / _PANGO_SCALE, max(xs) / _PANGO_SCALE
+        get_x_ranges = pango.pango_layout_line_get_x_ranges
+        result = []
+        for start, end in byte_ranges:
+            get_x_ranges(line, start, end, out, count)
+            ranges = out[0]
+            try:
+                xs = unpack(ranges, 2 * count[0])
+            finally:
+                g_free(ranges)
+            if xs:
+                result.append((min(xs) / _PANGO_SCALE, max(xs) / _PANGO_SCALE))
+            else:
+                result.append((0.0, 0.0))
+        return result
 
     def unknown_glyphs(self, layout) -> int:
         return self.native.pango.pango_layout_get_unknown_glyphs_count(layout)
@@ -576,41 +583,20 @@ def _word_pairs(
 # could differ. Where a fragile pixel would land on existing ink, cairo itself draws the piece
 # onto a copy of what is below (`_draw_placed`), which is cairo's result by construction.
 # --------------------------------------------------------------------------------------------
-@dataclass
-class _Ink:
-    """Coverage drawn at origin + offset: alpha uint8 [P, width], cropped to inked columns."""
+# Cache entries are plain tuples of numbers, strings and numpy arrays (unpacked where used, in
+# the field order below). Python's garbage collector stops tracking such tuples, but not named
+# tuples or dataclass instances: a long run adds entries by the thousand, each tracked one brings
+# the next full collection closer, and one full collection walks the whole heap (~0.2 s with
+# torch and transformers imported: more than rendering 500 texts of unseen words).
+#   ink:  (offset, alpha, fragile): coverage drawn at origin + offset, alpha uint8 [P, width]
+#         cropped to inked columns; fragile bool [P, width] (see above), None if no pixel is
+#   unit: (ink, width, missing): ink offset from the unit's origin, advance width in px
+#   pair: (ink, num_patches, missing, text): ink offset from the pair's first column
+#   word: (ink, num_patches, missing, missing_text): ink offset from the word's first column
 
-    offset: int
-    alpha: np.ndarray
-    fragile: np.ndarray | None = None  # bool [P, width] (see above); None if no pixel is
-
-
-@dataclass
-class _PairInk:
-    ink: _Ink  # offset from the pair's first column
-    num_patches: int
-    missing: int
-    text: str
-
-
-@dataclass
-class _UnitInk:
-    ink: _Ink  # offset from the unit's origin
-    width: int  # logical (advance) width in px
-    missing: int
-
-
-@dataclass
-class _WordInk:
-    ink: _Ink  # offset from the word's first column
-    num_patches: int
-    missing: int
-    missing_text: str
-
-
-_unit_cache: OrderedDict[tuple, _UnitInk] = OrderedDict()
-_pair_cache: OrderedDict[tuple, _PairInk] = OrderedDict()
-_word_cache: OrderedDict[tuple, _WordInk] = OrderedDict()
+_unit_cache: OrderedDict[tuple, tuple] = OrderedDict()
+_pair_cache: OrderedDict[tuple, tuple] = OrderedDict()
+_word_cache: OrderedDict[tuple, tuple] = OrderedDict()
 _seen_words: OrderedDict[tuple, bool] = OrderedDict()  # words seen once (word cache admission)
 
 
@@ -620,9 +606,9 @@ def cache_info() -> dict[str, int]:
     Python objects add about 0.7 KB per entry on top of the arrays (see docs/rendering.md).
     """
     with _lock:
-        unit_bytes = sum(_ink_bytes(unit.ink) for unit in _unit_cache.values())
-        pair_bytes = sum(_ink_bytes(pair.ink) for pair in _pair_cache.values())
-        word_bytes = sum(_ink_bytes(word.ink) for word in _word_cache.values())
+        unit_bytes = sum(_ink_bytes(unit[0]) for unit in _unit_cache.values())
+        pair_bytes = sum(_ink_bytes(pair[0]) for pair in _pair_cache.values())
+        word_bytes = sum(_ink_bytes(word[0]) for word in _word_cache.values())
         return {
             "units": len(_unit_cache),
             "unit_array_bytes": unit_bytes,
@@ -633,8 +619,9 @@ def cache_info() -> dict[str, int]:
         }
 
 
-def _ink_bytes(ink: _Ink) -> int:
-    return ink.alpha.nbytes + (0 if ink.fragile is None else ink.fragile.nbytes)
+def _ink_bytes(ink: tuple) -> int:
+    _, alpha, fragile = ink
+    return alpha.nbytes + (0 if fragile is None else fragile.nbytes)
 
 
 def _lru_get(cache: OrderedDict, key):
@@ -666,33 +653,33 @@ def _over_into(dest: np.ndarray, alpha: np.ndarray, x: int):
     region[...] = source + ((t + (t >> 8)) >> 8)
 
 
-def _assemble(pieces: list[_Ink], height: int) -> tuple[_Ink, bool]:
+def _assemble(pieces: list[tuple], height: int) -> tuple[tuple, bool]:
     """Composites pieces (offsets in one frame) in order onto an empty buffer.
 
     Returns the coverage with its fragile pixels, and whether it is exact: False if a piece's
     fragile pixel landed on ink of an earlier piece (then cairo must draw it, see above).
     """
-    pieces = [piece for piece in pieces if piece.alpha.shape[1]]
-    left = min((piece.offset for piece in pieces), default=0)
-    right = max((piece.offset + piece.alpha.shape[1] for piece in pieces), default=0)
+    pieces = [piece for piece in pieces if piece[1].shape[1]]
+    left = min((offset for offset, _, _ in pieces), default=0)
+    right = max((offset + alpha.shape[1] for offset, alpha, _ in pieces), default=0)
     coverage = np.zeros((height, right - left), dtype=np.uint8)
     fragile = np.zeros(coverage.shape, dtype=bool)
     exact, ink_end = True, 0  # no ink right of ink_end yet
-    for piece in pieces:
-        x, width = piece.offset - left, piece.alpha.shape[1]
+    for offset, alpha, piece_fragile in pieces:
+        x, width = offset - left, alpha.shape[1]
         if x >= ink_end:  # nothing below: a copy
-            coverage[:, x : x + width] = piece.alpha
-            if piece.fragile is not None:
-                fragile[:, x : x + width] |= piece.fragile
+            coverage[:, x : x + width] = alpha
+            if piece_fragile is not None:
+                fragile[:, x : x + width] |= piece_fragile
         else:
             below = coverage[:, x : x + width] > 0
-            if piece.fragile is not None:
-                exact = exact and not (below & piece.fragile).any()
-                fragile[:, x : x + width] |= piece.fragile
-            fragile[:, x : x + width] |= below & (piece.alpha > 0)
-            _over_into(coverage, piece.alpha, x)
+            if piece_fragile is not None:
+                exact = exact and not (below & piece_fragile).any()
+                fragile[:, x : x + width] |= piece_fragile
+            fragile[:, x : x + width] |= below & (alpha > 0)
+            _over_into(coverage, alpha, x)
         ink_end = max(ink_end, x + width)
-    return _Ink(left, coverage, fragile if fragile.any() else None), exact
+    return (left, coverage, fragile if fragile.any() else None), exact
 
 
 @dataclass
@@ -991,7 +978,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         texts, pairs = _as_batch(text, text_pair, is_split_into_words)
         patch = self.pixels_per_patch
         examples = (
-            self.render(one, pair, is_split_into_words)
+            self._render(one, pair, is_split_into_words, word_spans=return_word_spans)
             for one, pair in zip(texts, pairs, strict=True)
         )
         if padding == "max_length":
@@ -1056,6 +1043,11 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         right-to-left words keep their order (only their pairs are mirrored), as the published
         renderer does for word lists.
         """
+        return self._render(text, text_pair, is_split_into_words, word_spans=True)
+
+    def _render(self, text, text_pair, is_split_into_words: bool, word_spans: bool) -> RenderedText:
+        """`render`; `word_spans=False` (a batch call that does not return them) may leave
+        `word_patch_spans` empty where measuring them costs time (continuous mode)."""
         texts = [_check_input("text", text, is_split_into_words)]
         if text_pair is not None:
             texts.append(_check_input("text_pair", text_pair, is_split_into_words))
@@ -1068,7 +1060,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         if self.render_mode == "continuous":
             if not self.keep_spaces:
                 texts = [" ".join(one.split()) for one in texts]
-            return self._render_continuous(texts)
+            return self._render_continuous(texts, word_spans)
         segments = [one.split() for one in texts]
         # Right-to-left (published PIXEL-M4 renderer, `_render_text_to_surface` /
         # `_render_as_list_text_to_surface` / `_render_text_pair_to_surface`): a text (a pair:
@@ -1146,10 +1138,20 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                 if strip.overflow:
                     break
                 start = strip.cursor
-                prefix = self._prefix_if_too_wide(
-                    setup, word, mirrored, strip_budget, strip.budget - start
-                )
-                placed = place_word(word) if prefix is None else bool(prefix) and place_word(prefix)
+                prefix, placed = None, False
+                # A word of at most strip_budget characters has at most that many pairs to
+                # measure, and if it is placed it fits an empty strip: try it first. Only a word
+                # that is not placed is searched for a prefix (placing draws nothing on failure).
+                if len(word) <= strip_budget:
+                    placed = place_word(word)
+                if not placed:
+                    prefix = self._prefix_if_too_wide(
+                        setup, word, mirrored, strip_budget, strip.budget - start
+                    )
+                    if prefix is None:
+                        placed = len(word) > strip_budget and place_word(word)
+                    else:
+                        placed = bool(prefix) and place_word(prefix)
                 if placed:
                     strip.spans.append((start, strip.cursor))
                     strip.counts.append(strip.cursor - start)
@@ -1167,8 +1169,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         in `space` patches ("" if none does). Measures at most `strip_budget` + 1 patches of
         pairs, so a word of any length costs no more than one strip. The prefix is the word's
         start in text order (a mirrored right-to-left word keeps its first pairs too)."""
-        if _word_cache.get((self._word_keys[mirrored], word)) is not None:
-            return None  # only words that fit a strip are cached
+        cached = _word_cache.get((self._word_keys[mirrored], word))
+        if cached is not None and cached[1] <= strip_budget:
+            return None  # a cached word knows its width
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
         used, fitting = 0, 0
         for pair in pairs:
@@ -1186,7 +1189,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
 
     def _pair_patches(self, setup, pair: tuple[str, ...]) -> int:
         if self.cache_size:
-            return self._pair_ink(setup, pair).num_patches
+            return self._pair_ink(setup, pair)[1]
         layouts, num_patches, _ = self._measure_pair(setup, pair)
         self._free_layouts(setup, layouts)
         return num_patches
@@ -1227,18 +1230,19 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                     _lru_put(_seen_words, key, True, 4 * self.word_cache_size)
                 return self._place_pairs(setup, word, mirrored, strip, alpha)
             word_ink = self._word_ink(setup, word, mirrored)
-        if strip.cursor + word_ink.num_patches > strip.budget:
+        ink, num_patches, missing, missing_text = word_ink
+        if strip.cursor + num_patches > strip.budget:
             return False
         origin = strip.cursor * self.pixels_per_patch
-        region = self._composite(word_ink.ink, origin, strip, alpha)
+        region = self._composite(ink, origin, strip, alpha)
         if region is not None:
             start, stop = region
             alpha[:, start:stop] = self._draw_word_over(
                 setup, word, mirrored, alpha[:, start:stop], origin - start
             )
-        strip.cursor += word_ink.num_patches
-        if word_ink.missing:
-            strip.add_missing(word_ink.missing, word_ink.missing_text)
+        strip.cursor += num_patches
+        if missing:
+            strip.add_missing(missing, missing_text)
         return True
 
     def _place_pairs(
@@ -1247,12 +1251,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         """Composites a word's pairs one by one at their patch boundaries."""
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes, mirrored)
         inks = [self._pair_ink(setup, pair) for pair in pairs]
-        if strip.cursor + sum(pair_ink.num_patches for pair_ink in inks) > strip.budget:
+        if strip.cursor + sum(pair_ink[1] for pair_ink in inks) > strip.budget:
             return False
         patch = self.pixels_per_patch
-        for pair, pair_ink in zip(pairs, inks, strict=True):
+        for pair, (ink, num_patches, missing, text) in zip(pairs, inks, strict=True):
             origin = strip.cursor * patch
-            region = self._composite(pair_ink.ink, origin, strip, alpha)
+            region = self._composite(ink, origin, strip, alpha)
             if region is not None:
                 start, stop = region
                 layouts, _, _ = self._measure_pair(setup, pair)
@@ -1261,26 +1265,27 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                     alpha[:, start:stop] = self._draw_placed(setup, alpha[:, start:stop], placed)
                 finally:
                     self._free_layouts(setup, layouts)
-            strip.cursor += pair_ink.num_patches
-            if pair_ink.missing:
-                strip.add_missing(pair_ink.missing, pair_ink.text)
+            strip.cursor += num_patches
+            if missing:
+                strip.add_missing(missing, text)
         return True
 
-    def _composite(self, ink: _Ink, origin: int, strip: _Strip, alpha: np.ndarray):
+    def _composite(self, ink: tuple, origin: int, strip: _Strip, alpha: np.ndarray):
         """Composites `ink` (a word's or a pair's, at `origin`) onto the strip's coverage: a
         copy where nothing is below, else pixman's OVER. Where fragile pixels would land on
         ink it returns the [start, stop) columns for cairo to draw instead (see "The
         caches")."""
-        x, width = origin + ink.offset, ink.alpha.shape[1]
+        offset, coverage, fragile = ink
+        x, width = origin + offset, coverage.shape[1]
         if not width:
             return None
         if strip.ink_end <= x and x + width <= alpha.shape[1]:
-            alpha[:, x : x + width] = ink.alpha  # nothing drawn there yet: a copy is exact
-        elif self._fragile_pixels_inked(alpha, x, ink.fragile, strip.ink_end):
+            alpha[:, x : x + width] = coverage  # nothing drawn there yet: a copy is exact
+        elif self._fragile_pixels_inked(alpha, x, fragile, strip.ink_end):
             strip.ink_end = max(strip.ink_end, x + width)
             return max(x, 0), min(x + width, alpha.shape[1])
         else:
-            _over_into(alpha, ink.alpha, x)
+            _over_into(alpha, coverage, x)
         strip.ink_end = max(strip.ink_end, x + width)
         return None
 
@@ -1320,32 +1325,27 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             for layouts, _, _ in measured:
                 self._free_layouts(setup, layouts)
 
-    def _word_ink(self, setup: _FontSetup, word: str, mirrored: bool) -> _WordInk:
+    def _word_ink(self, setup: _FontSetup, word: str, mirrored: bool) -> tuple:
         key = (self._word_keys[mirrored], word)
         cached = _lru_get(_word_cache, key)
         if cached is not None:
             return cached
         pieces, num_patches, missing, missing_text = [], 0, 0, ""
         for pair in _word_pairs(word, self.render_mode, self.group_graphemes, mirrored):
-            pair_ink = self._pair_ink(setup, pair)
-            ink = pair_ink.ink
-            pieces.append(
-                _Ink(num_patches * self.pixels_per_patch + ink.offset, ink.alpha, ink.fragile)
-            )
-            num_patches += pair_ink.num_patches
-            missing += pair_ink.missing
-            missing_text = missing_text or (pair_ink.text if pair_ink.missing else "")
-        ink, exact = _assemble(pieces, self.pixels_per_patch)
+            (offset, alpha, fragile), pair_patches, pair_missing, text = self._pair_ink(setup, pair)
+            pieces.append((num_patches * self.pixels_per_patch + offset, alpha, fragile))
+            num_patches += pair_patches
+            missing += pair_missing
+            missing_text = missing_text or (text if pair_missing else "")
+        (offset, alpha, fragile), exact = _assemble(pieces, self.pixels_per_patch)
         if not exact:
-            ink.alpha = self._draw_word_over(
-                setup, word, mirrored, np.zeros_like(ink.alpha), -ink.offset
-            )
-        word_ink = _WordInk(ink, num_patches, missing, missing_text)
+            alpha = self._draw_word_over(setup, word, mirrored, np.zeros_like(alpha), -offset)
+        word_ink = ((offset, alpha, fragile), num_patches, missing, missing_text)
         if self.word_cache_size:
             _lru_put(_word_cache, key, word_ink, self.word_cache_size)
         return word_ink
 
-    def _pair_ink(self, setup: _FontSetup, pair: tuple[str, ...]) -> _PairInk:
+    def _pair_ink(self, setup: _FontSetup, pair: tuple[str, ...]) -> tuple:
         """A pair composed from its units' cached ink, side by side by advance width (the
         published rule); cairo draws it only where units overlap on fragile pixels."""
         key = (self._setup_key, pair)
@@ -1354,25 +1354,24 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             return cached
         pieces, x, missing = [], 0, 0
         for unit in pair:
-            unit_ink = self._unit(setup, unit)
-            ink = unit_ink.ink
-            pieces.append(_Ink(x + ink.offset, ink.alpha, ink.fragile))
-            x += unit_ink.width
-            missing += unit_ink.missing
-        ink, exact = _assemble(pieces, self.pixels_per_patch)
+            (offset, alpha, fragile), width, unit_missing = self._unit(setup, unit)
+            pieces.append((x + offset, alpha, fragile))
+            x += width
+            missing += unit_missing
+        (offset, alpha, fragile), exact = _assemble(pieces, self.pixels_per_patch)
         if not exact:
             layouts, _, _ = self._measure_pair(setup, pair)
             try:
-                placed = self._placements(layouts, -ink.offset)
-                ink.alpha = self._draw_placed(setup, np.zeros_like(ink.alpha), placed)
+                placed = self._placements(layouts, -offset)
+                alpha = self._draw_placed(setup, np.zeros_like(alpha), placed)
             finally:
                 self._free_layouts(setup, layouts)
         num_patches = max(1, math.ceil(x / self.pixels_per_patch))
-        pair_ink = _PairInk(ink, num_patches, missing, "".join(pair))
+        pair_ink = ((offset, alpha, fragile), num_patches, missing, "".join(pair))
         _lru_put(_pair_cache, key, pair_ink, self.cache_size)
         return pair_ink
 
-    def _unit(self, setup: _FontSetup, unit: str) -> _UnitInk:
+    def _unit(self, setup: _FontSetup, unit: str) -> tuple:
         """One unit shaped alone: its ink drawn at x = 0 (glyphs land on whole pixels, so
         it is the same at any integer x), advance width and missing glyphs."""
         key = (self._setup_key, unit)
@@ -1383,15 +1382,13 @@ class PixelM4TextRenderer(ImageProcessingMixin):
         try:
             width, height = setup.logical_size(layout)
             y = self.pixels_per_patch / 2 - height / 2 - 2
-            unit_ink = _UnitInk(
-                self._unit_ink(setup, layout, 0, y), width, setup.unknown_glyphs(layout)
-            )
+            unit_ink = (self._unit_ink(setup, layout, 0, y), width, setup.unknown_glyphs(layout))
         finally:
             setup.free(layout)
         _lru_put(_unit_cache, key, unit_ink, self.cache_size)
         return unit_ink
 
-    def _unit_ink(self, setup: _FontSetup, layout, x: int, y: float) -> _Ink:
+    def _unit_ink(self, setup: _FontSetup, layout, x: int, y: float) -> tuple:
         """The coverage of `layout` drawn alone at (x, y), cropped to its inked columns."""
         left, right = setup.ink_columns(layout)
         margin = 4  # px around Pango's ink box; doubled while ink touches the canvas edge
@@ -1404,11 +1401,11 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             margin *= 2
         columns = np.flatnonzero(alpha.any(axis=0))
         if not columns.size:
-            return _Ink(0, alpha[:, :0].copy())
+            return (0, alpha[:, :0].copy(), None)
         first, last = int(columns[0]), int(columns[-1])
         alpha = alpha[:, first : last + 1].copy()
         one_composite = setup.glyph_count(layout) <= 1 and not setup.unknown_glyphs(layout)
-        return _Ink(origin + first, alpha, None if one_composite else alpha > 0)
+        return (origin + first, alpha, None if one_composite else alpha > 0)
 
     def _measure_pair(self, setup: _FontSetup, pair: tuple[str, ...]):
         """Layouts of a pair's units with their logical sizes; the pair's width in patches."""
@@ -1437,7 +1434,7 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             setup.free(layout)
 
     # ----------------------------------------------------------------------------- continuous
-    def _render_continuous(self, texts: list[str]) -> RenderedText:
+    def _render_continuous(self, texts: list[str], word_spans: bool = True) -> RenderedText:
         patch = self.pixels_per_patch
         word_ranges = [_word_char_ranges(text) for text in texts]
         total_words = sum(len(ranges) for ranges in word_ranges)
@@ -1458,7 +1455,9 @@ class PixelM4TextRenderer(ImageProcessingMixin):
                     if index == 1:
                         strip.black.append(strip.cursor)
                         strip.cursor += 1
-                    self._draw_continuous_segment(setup, canvas, drawn, ranges, strip, layout)
+                    self._draw_continuous_segment(
+                        setup, canvas, drawn, ranges if word_spans else [], strip, layout
+                    )
                 alpha = canvas.alpha()
             finally:
                 canvas.close()
@@ -1565,12 +1564,12 @@ class PixelM4TextRenderer(ImageProcessingMixin):
             missing = setup.unknown_glyphs(layout)
             if missing:
                 strip.add_missing(missing, text.strip()[:20])
-            for start, end in _byte_ranges(text, ranges):
-                x0, x1 = setup.x_range(layout, start, end)
-                first = strip.cursor + min(
-                    num_patches - 1, max(0, math.floor((x0 + _CONTINUOUS_MARGIN) / patch))
+            cursor, floor, ceil = strip.cursor, math.floor, math.ceil
+            for x0, x1 in setup.x_ranges(layout, _byte_ranges(text, ranges)):
+                first = cursor + min(
+                    num_patches - 1, max(0, floor((x0 + _CONTINUOUS_MARGIN) / patch))
                 )
-                last = strip.cursor + min(num_patches, math.ceil((x1 + _CONTINUOUS_MARGIN) / patch))
+                last = cursor + min(num_patches, ceil((x1 + _CONTINUOUS_MARGIN) / patch))
                 strip.spans.append((first, max(first + 1, last)))
             strip.cursor += num_patches
         finally:
@@ -1874,6 +1873,8 @@ def _continuous_prefix(text: str, ranges: list[tuple[int, int]], count: int) -> 
 
 def _byte_ranges(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Character ranges -> UTF-8 byte ranges in `text` (Pango indexes bytes)."""
+    if text.isascii():
+        return ranges
     result, position, offset = [], 0, 0
     for start, end in ranges:
         offset += len(text[position:start].encode("utf-8"))

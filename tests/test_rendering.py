@@ -380,6 +380,81 @@ def test_cache_never_changes_a_pixel(mode, group_graphemes, word_cache_size, mon
     assert redraws["pieces"] > 0 and redraws["words"] > 0
 
 
+@pytest.mark.parametrize("mode", ["bigram", "word_bigram"])
+@pytest.mark.parametrize("max_seq_length", [8, 40, 529])
+def test_cache_never_changes_a_pixel_when_words_overflow(mode, max_seq_length):
+    """Words that do not fit where they are, or not even on an empty strip (short words of wide
+    characters on a short strip, and words longer than a strip in characters), are cut and
+    dropped the same in both paths; so are text pairs and right-to-left text."""
+    cached = PixelM4TextRenderer(render_mode=mode, max_seq_length=max_seq_length)
+    uncached = PixelM4TextRenderer(render_mode=mode, max_seq_length=max_seq_length, cache_size=0)
+    wide = "北京是中华人民共和国的首都"  # 13 wide characters: wider than 8 patches
+    examples = [
+        (wide, None),
+        (f"ab {wide} cd", None),
+        (wide[:7], None),  # word_bigram, 8 patches: 7 characters, 12 patches wide
+        (f"ab {wide[:6]} cd", None),
+        ("中文" * 400, None),  # more characters than any strip has patches
+        (f"short {'中文' * 300} words", "and a pair"),
+        (" ".join([SAMPLES["en"], SAMPLES["zh"]] * 30), None),
+        (SAMPLES["ar"] * 3, SAMPLES["he"]),
+        (" ".join([SAMPLES["he"]] * 20), None),
+    ]
+    for text, pair in examples:
+        for _ in range(2):  # second round: words from the word cache
+            a, b = cached.render(text, pair), uncached.render(text, pair)
+            assert a.pixels.tobytes() == b.pixels.tobytes(), (text[:20], pair)
+            assert (a.num_patches, a.word_patch_spans, a.overflow, a.missing_glyphs) == (
+                b.num_patches,
+                b.word_patch_spans,
+                b.overflow,
+                b.missing_glyphs,
+            )
+    assert cached.render(wide).overflow == (max_seq_length == 8)
+    # a word wider than the strip keeps its prefix however often it is seen (the word cache
+    # takes words the second time, whatever their width; a text pair has a narrower strip)
+    for text, pair in [(wide[:7], None), (wide[:7], None), (wide[:6], "x"), (wide[:6], None)]:
+        for renderer in (cached, uncached):
+            out = renderer.render(text, pair)
+            assert out.word_patch_spans and out.num_patches > 1 + (pair is not None), text
+
+
+def test_cache_entries_are_not_tracked_by_the_garbage_collector():
+    """Plain tuples of arrays, numbers and strings: the collector drops them from its lists, so
+    a long run that keeps adding entries never brings a full collection closer."""
+    import gc
+
+    PixelM4TextRenderer().render("gc untracked entries: ещё 新词 नया")
+    PixelM4TextRenderer(render_mode="word_bigram").render("gc word entries, twice twice")
+    gc.collect()
+    gc.collect()  # a tuple inside a tuple is untracked first, its holder at the next pass
+    caches = (
+        rendering_pixel_m4._unit_cache,
+        rendering_pixel_m4._pair_cache,
+        rendering_pixel_m4._word_cache,
+        rendering_pixel_m4._seen_words,
+    )
+    assert all(len(cache) for cache in caches)
+    for cache in caches:
+        assert not any(gc.is_tracked(key) or gc.is_tracked(value) for key, value in cache.items())
+
+
+def test_continuous_batch_without_spans_draws_the_same():
+    """A batch call that does not return word spans skips measuring them: same pixels."""
+    renderer = PixelM4TextRenderer(render_mode="continuous")
+    texts = [*CORPUS, " ".join(CORPUS * 12)]  # the last one overflows: words are searched
+    pairs = [SAMPLES["he"]] * len(texts)
+    without = renderer(texts, pairs, return_tensors="np")
+    spans = renderer(texts, pairs, return_tensors="np", return_word_spans=True)
+    assert "word_patch_spans" not in without
+    for key in ("pixel_values", "attention_mask", "num_patches", "overflow", "missing_glyphs"):
+        assert without[key].tobytes() == spans[key].tobytes(), key
+    rendered = [renderer.render(text, pair) for text, pair in zip(texts, pairs, strict=True)]
+    assert spans["word_patch_spans"] == [example.word_patch_spans for example in rendered]
+    assert all(len(one) > 1 for one in spans["word_patch_spans"])
+    assert spans["overflow"][-1] > 0
+
+
 def test_ink_overhanging_a_pair_is_not_clipped():
     """U+20E4 shaped alone reaches into the previous word's patch, in both paths alike."""
     for cache_size in (65536, 0):
