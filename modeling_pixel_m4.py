@@ -792,6 +792,8 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
         self.num_labels = config.num_labels
+        # transformers picks the loss by class name; a subclass named otherwise keeps this one
+        self.loss_type = "ForSequenceClassification"
         cls_pooling = config.pooling_mode == "cls"
         self.vit = PixelM4Model(config, add_pooling_layer=cls_pooling)
         self.pooler = None if cls_pooling else PixelM4PoolingHead(config)
@@ -854,6 +856,8 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
         self.num_labels = config.num_labels
+        # transformers picks the loss by class name; a subclass named otherwise keeps this one
+        self.loss_type = "ForTokenClassification"
         self.vit = PixelM4Model(config)
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)

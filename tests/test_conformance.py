@@ -204,6 +204,10 @@ def test_classifiers_use_transformers_outputs_and_loss_function(model_class, out
         scored[1, 2] = -100  # the empty span [3, 3): a word without patches is not scored
     expected = torch.nn.functional.cross_entropy(output.logits.flatten(0, -2), scored.flatten())
     assert torch.equal(output.loss, expected)
+    # the loss is not picked by class name (transformers' default): a renamed subclass keeps it
+    renamed = make_model(type("MyHead", (model_class,), {}))
+    with torch.no_grad():
+        assert torch.equal(renamed(**inputs, labels=labels).loss, expected)
     calls = []
     model.loss_function = lambda **kwargs: calls.append(kwargs) or torch.tensor(7.0)
     with torch.no_grad():
