@@ -19,4 +19,6 @@ if ! "$py" -c "import torch" 2>/dev/null; then
     "$py" -m pip install "torch==2.13.0"
   fi
 fi
-"$py" -m pip install -e ".[dev]"
+# Strict editable mode: only the packaged files (root modules, tools/) are importable, as from a
+# wheel, so `pixel_m4.tests` / `pixel_m4.examples` are not. A new module needs a rerun of this line.
+"$py" -m pip install -e ".[dev]" --config-settings editable_mode=strict

@@ -22,6 +22,7 @@ separately.
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,10 @@ from pixel_m4.processing_pixel_fallback import (
     PIXEL_WORD_RULES,
     PixelFallbackProcessor,
 )
-from pixel_m4.tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
+
+# examples/tiny_causal_lm.py, imported from its folder as the example scripts do
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from tiny_causal_lm import DATA_DIR, tiny_causal_lm_path  # noqa: E402
 
 SMOLLM2_360M_SHAPE = dict(
     hidden_size=960, num_hidden_layers=32, num_attention_heads=15, num_key_value_heads=5,

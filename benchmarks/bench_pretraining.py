@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from pixel_m4.configuration_pixel_m4 import PixelM4Config
 from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining
-from pixel_m4.pretraining_pixel_m4 import RenderingCollator, StripPacker
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+from pixel_m4.tools.pretraining import RenderingCollator, StripPacker
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "data" / "pretrain"
 NUM_PATCHES, PATCH = 529, 16

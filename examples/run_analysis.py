@@ -4,7 +4,7 @@
     python examples/run_analysis.py --analyses retrieval --model_name_or_path Team-PIXEL/pixel-m4-hf
     python examples/run_analysis.py --analyses probing --probe_file linspector_case_rus.jsonl
 
-Writes PNGs and a results.json into --output_dir. The logic lives in `pixel_m4.analysis_pixel_m4`.
+Writes PNGs and a results.json into --output_dir. The logic lives in `pixel_m4.tools.analysis`.
 """
 
 import json
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoProcessor, HfArgumentParser
 
-from pixel_m4 import analysis_pixel_m4 as analysis
 from pixel_m4.configuration_pixel_m4 import PixelM4Config
 from pixel_m4.modeling_pixel_m4 import PixelM4Model
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+from pixel_m4.tools import analysis
 
 DATA = Path(__file__).resolve().parent / "data" / "parallel"
 ANALYSES = ("retrieval", "probing", "tsne")

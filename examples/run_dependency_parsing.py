@@ -25,7 +25,7 @@ from datasets import Dataset
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from pixel_m4.modeling_pixel_m4 import PixelM4ForBiaffineParsing
-from pixel_m4.tasks_pixel_m4 import (
+from pixel_m4.tools.tasks import (
     PAPER_TRAINING,
     SAMPLE_TRAINING,
     DropoutArguments,

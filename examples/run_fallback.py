@@ -36,7 +36,6 @@ from transformers import (
 )
 
 from pixel_m4.configuration_pixel_fallback import FALLBACK_PRESETS, PixelFallbackConfig
-from pixel_m4.hub_pixel_m4 import write_model_card
 from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM, generate_text
 from pixel_m4.processing_pixel_fallback import (
     MAX_SOURCE_LENGTH,
@@ -45,8 +44,10 @@ from pixel_m4.processing_pixel_fallback import (
     WORD_SEGMENTERS,
     PixelFallbackProcessor,
 )
-from pixel_m4.tasks_pixel_m4 import check_rows, load_metric, parse_args_or_file
-from pixel_m4.tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
+from pixel_m4.tools.hub import write_model_card
+from pixel_m4.tools.tasks import check_rows, load_metric, parse_args_or_file
+
+from tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.integrations import is_tensorboard_available
 from transformers.trainer_utils import HubStrategy
 
-from pixel_m4.hub_pixel_m4 import upload_output_folder
-from pixel_m4.pretraining_pixel_m4 import (
+from pixel_m4.tools.hub import upload_output_folder
+from pixel_m4.tools.pretraining import (
     PAPER_LANGUAGES,
     ReconstructionCallback,
     RenderingCollator,
@@ -43,7 +43,7 @@ from pixel_m4.pretraining_pixel_m4 import (
     load_renderer,
     save_and_reload,
 )
-from pixel_m4.tasks_pixel_m4 import parse_args_or_file
+from pixel_m4.tools.tasks import parse_args_or_file
 
 logger = logging.getLogger(__name__)
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "pretrain"

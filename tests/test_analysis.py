@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixel_m4.analysis_pixel_m4 import (
+from pixel_m4.tools.analysis import (
     language_words,
     load_parallel,
     probe_per_layer,

@@ -14,11 +14,11 @@ import torch
 
 from pixel_m4.configuration_pixel_fallback import PixelFallbackConfig
 from pixel_m4.configuration_pixel_m4 import PixelM4Config
-from pixel_m4.convert_pixel_m4 import convert_pixel_checkpoint
-from pixel_m4.convert_pixel_m4 import main as convert_main
-from pixel_m4.hub_pixel_m4 import create_hub_folder
 from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4Model
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer, default_font_files
+from pixel_m4.tools.convert import convert_pixel_checkpoint
+from pixel_m4.tools.convert import main as convert_main
+from pixel_m4.tools.hub import create_hub_folder
 
 NOTO = default_font_files()[0]
 STRIP = 16  # patches of the small test model (a 4 x 4 grid)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pixel_m4.hub_pixel_m4 import create_hub_folder
-from pixel_m4.tasks_pixel_m4 import read_conllu, tree_problem
+from pixel_m4.tools.hub import create_hub_folder
+from pixel_m4.tools.tasks import read_conllu, tree_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "examples" / "data"

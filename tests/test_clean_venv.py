@@ -18,11 +18,12 @@ from packaging.requirements import Requirement
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pixel_m4.configuration_pixel_fallback import PixelFallbackConfig
-from pixel_m4.convert_pixel_m4 import convert_pixel_checkpoint
-from pixel_m4.hub_pixel_m4 import create_hub_folder
 from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM
 from pixel_m4.processing_pixel_fallback import PixelFallbackProcessor
-from pixel_m4.tiny_causal_lm import tiny_causal_lm_path
+from pixel_m4.tools.convert import convert_pixel_checkpoint
+from pixel_m4.tools.hub import create_hub_folder
+
+from tiny_causal_lm import tiny_causal_lm_path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_CACHE = Path(os.environ.get("PIXEL_M4_TEST_VENV_CACHE", "~/.cache/pixel-m4-test-venv"))

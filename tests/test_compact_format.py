@@ -15,9 +15,9 @@ from pixel_m4.modeling_pixel_m4 import (
     PixelM4ForTokenClassification,
     PixelM4Model,
 )
-from pixel_m4.pretraining_pixel_m4 import RenderingCollator
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-from pixel_m4.tasks_pixel_m4 import (
+from pixel_m4.tools.pretraining import RenderingCollator
+from pixel_m4.tools.tasks import (
     SequenceClassificationCollator,
     WordTaskCollator,
     pad_to_patches,

@@ -14,15 +14,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pixel_m4.convert_pixel_m4 import (
+from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4Model
+from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer, default_font_files
+from pixel_m4.tools.convert import (
     ORIGINAL_KEY_MAPPING,
     convert_pixel_checkpoint,
     load_original_checkpoint,
     main,
     rename_original_key,
 )
-from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4Model
-from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer, default_font_files
 
 HIDDEN, LAYERS, HEADS, MLP = 32, 2, 2, 64
 DEC_HIDDEN, DEC_LAYERS, DEC_HEADS, DEC_MLP = 24, 2, 3, 48
@@ -374,7 +374,7 @@ PUBLISHED_HEADS = {
 @pytest.mark.parametrize("class_name", sorted(PUBLISHED_HEADS))
 def test_published_fine_tuned_heads_load_by_key_mapping(tmp_path, class_name):
     import pixel_m4.modeling_pixel_m4 as modeling
-    from pixel_m4.convert_pixel_m4 import convert_config
+    from pixel_m4.tools.convert import convert_config
 
     generator = torch.Generator().manual_seed(0)
     state = {key: value for key, value in original_state_dict().items() if key.startswith("vit.")}
@@ -396,7 +396,7 @@ def test_published_fine_tuned_heads_load_by_key_mapping(tmp_path, class_name):
 
 
 def test_converted_config_keeps_the_checkpoints_dropout():
-    from pixel_m4.convert_pixel_m4 import convert_config
+    from pixel_m4.tools.convert import convert_config
 
     config = convert_config(
         {**ORIGINAL_CONFIG, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.05}

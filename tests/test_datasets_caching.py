@@ -13,9 +13,9 @@ import torch
 from datasets.fingerprint import Hasher
 from transformers import default_data_collator
 
-from pixel_m4.hub_pixel_m4 import create_hub_folder
 from pixel_m4.modeling_pixel_m4 import PixelM4Model
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+from pixel_m4.tools.hub import create_hub_folder
 
 TEXTS = ["Pixels, not tokens.", "नमस्ते दुनिया", "Привіт, світе!", "你好，世界"] * 3
 

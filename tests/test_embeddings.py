@@ -5,10 +5,10 @@ import torch
 from transformers import pipeline
 
 from pixel_m4.configuration_pixel_m4 import PixelM4Config
-from pixel_m4.hub_pixel_m4 import create_hub_folder
 from pixel_m4.modeling_pixel_m4 import PixelM4Model
 from pixel_m4.pipeline_pixel_m4 import PixelM4FeatureExtractionPipeline
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+from pixel_m4.tools.hub import create_hub_folder
 
 TEXTS = ["Pixels, not tokens.", "Пікселі, а не токени.", "像素，而不是词元。", "a"]
 

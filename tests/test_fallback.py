@@ -25,14 +25,19 @@ from pixel_m4.modeling_pixel_fallback import (
 )
 from pixel_m4.processing_pixel_fallback import PixelFallbackProcessor, load_word_segmenter
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-from pixel_m4.tiny_causal_lm import tiny_causal_lm_path
+from pixel_m4.tools.hub import FALLBACK_HUB_FILES
+
+from tiny_causal_lm import tiny_causal_lm_path
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = "Translate from Hindi to English:\n{text}\nEnglish:"
 MIXED = ["मैं घर जा रहा हूँ, OK?", "Привет мир and friends", "ไทย 中文字"]
-# The remote code a saved fallback folder carries: the model's and the processor's modules.
-MODEL_MODULES = {"configuration_pixel_fallback.py", "modeling_pixel_fallback.py", "layers_pixel.py"}
-PROCESSOR_MODULES = {"processing_pixel_fallback.py", "rendering_pixel_m4.py"}
+# The remote code of a folder the processor alone saves: the Hub files but the model's modules.
+PROCESSOR_MODULES = set(FALLBACK_HUB_FILES) - {
+    "configuration_pixel_fallback.py",
+    "modeling_pixel_fallback.py",
+    "layers_pixel.py",
+}
 
 
 @pytest.fixture(scope="module")
@@ -590,8 +595,9 @@ def test_save_load_round_trip_with_dora(llm_path, processor, tmp_path):
     assert all(torch.equal(saved[name], state[name]) for name in saved)
     assert json.loads((tmp_path / "config.json").read_text())["base_model_name_or_path"] == llm_path
     assert (tmp_path / "llm_adapter" / "adapter_model.safetensors").exists()
-    # the fallback's own modules only: not PIXEL-M4's modeling, configuration or pipeline files
-    assert {path.name for path in tmp_path.glob("*.py")} == MODEL_MODULES | PROCESSOR_MODULES
+    # the remote code written by save_pretrained is exactly the fallback's list of Hub files: not
+    # PIXEL-M4's modeling, configuration or pipeline files
+    assert {path.name for path in tmp_path.glob("*.py")} == set(FALLBACK_HUB_FILES)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_pixel_fallback.PixelFallbackConfig",
@@ -662,7 +668,7 @@ def test_run_fallback_script_end_to_end(llm_path, tmp_path):
     saved = json.loads((output / "processor_config.json").read_text())
     assert (saved["max_source_length"], saved["max_target_length"]) == (256, 256)
     assert (output / "llm_adapter" / "adapter_model.safetensors").exists()
-    assert {path.name for path in output.glob("*.py")} == MODEL_MODULES | PROCESSOR_MODULES
+    assert {path.name for path in output.glob("*.py")} == set(FALLBACK_HUB_FILES)
     num_saved = sum(t.numel() for t in load_file(output / "model.safetensors").values())
 
     # the Hub card: YAML metadata for the task and base LLM, the run's scores, install line

@@ -1,18 +1,28 @@
-"""A saved folder is a Hub repo: a fresh process without this package loads it and reproduces outputs."""
+"""A saved folder is a Hub repo: a fresh process without this package loads it and reproduces outputs.
+The package root is exactly the files Hub folders ship, and they import no tooling."""
 
+import ast
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pixel_m4.hub_pixel_m4 import create_hub_folder, main
 from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+from pixel_m4.tools.hub import (
+    FALLBACK_HUB_FILES,
+    PACKAGE_ROOT,
+    PIXEL_M4_HUB_FILES,
+    create_hub_folder,
+    main,
+)
 
+ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["Pixels, not tokens.", "नमस्ते दुनिया", "Привіт, світе!", "你好，世界"]
 
 # Runs in a subprocess in which `import pixel_m4` fails: only the folder's own code may be used.
@@ -72,6 +82,44 @@ def test_folder_has_everything_a_hub_repo_needs(hub_folder):
     )
     # Fonts are referenced by file name only, so the folder is relocatable.
     assert all("/" not in name for name in renderer_config["font_file"])
+
+
+def root_modules() -> set[str]:
+    return {path.name for path in ROOT.glob("*.py")} - {"__init__.py"}
+
+
+def test_hub_folders_ship_exactly_the_root_modules():
+    assert PACKAGE_ROOT == ROOT  # the lists are checked against this checkout's root
+    for files in (PIXEL_M4_HUB_FILES, FALLBACK_HUB_FILES):
+        assert len(set(files)) == len(files), files
+        assert set(files) <= root_modules(), set(files) - root_modules()
+    shipped = set(PIXEL_M4_HUB_FILES) | set(FALLBACK_HUB_FILES)
+    assert root_modules() - shipped == set(), "root modules no Hub folder ships: move to tools/"
+
+
+def test_saved_folder_holds_exactly_the_listed_modules(hub_folder):
+    assert {path.name for path in hub_folder.glob("*.py")} == set(PIXEL_M4_HUB_FILES)
+    # (the fallback's saved folder is checked in test_fallback.py, against FALLBACK_HUB_FILES)
+
+
+def imports(path: Path):
+    """(line, module, level) of every import statement in `path` (level > 0: relative)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name, 0) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield node.lineno, node.module or "", node.level
+
+
+def test_root_modules_import_each_other_only_relatively_and_no_tooling():
+    for name in sorted(root_modules() | {"__init__.py"}):
+        for line, module, level in imports(ROOT / name):
+            if level:  # Hub remote code: `from .configuration_pixel_m4 import ...`, a root module
+                assert level == 1 and f"{module}.py" in root_modules(), f"{name}:{line}"
+            else:
+                assert module.split(".")[0] not in ("pixel_m4", "tools", "tiny_causal_lm"), (
+                    f"{name}:{line}"
+                )
 
 
 def test_fresh_process_without_package_reproduces_outputs_bitwise(hub_folder, tmp_path):

@@ -12,9 +12,9 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from pixel_m4.hub_pixel_m4 import create_hub_folder, push_hub_folder, write_model_card
 from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+from pixel_m4.tools.hub import create_hub_folder, push_hub_folder, write_model_card
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,8 @@ import transformers
 
 from pixel_m4.configuration_pixel_m4 import PixelM4Config
 from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining
-from pixel_m4.pretraining_pixel_m4 import (
+from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+from pixel_m4.tools.pretraining import (
     CorpusSource,
     ReconstructionCallback,
     RenderingCollator,
@@ -36,7 +37,6 @@ from pixel_m4.pretraining_pixel_m4 import (
     parse_corpus_spec,
     save_reconstructions,
 )
-from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "examples" / "run_pretraining.py"

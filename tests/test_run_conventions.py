@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import transformers.utils.hub
 
-from pixel_m4.hub_pixel_m4 import create_hub_folder
+from pixel_m4.tools.hub import create_hub_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"max_steps": 1, "eval_steps": 1, "save_steps": 1, "per_device_train_batch_size": 4,
@@ -206,7 +206,7 @@ def test_push_to_hub_uploads_a_complete_repo(tmp_path, pretrained, monkeypatch, 
 
 
 def test_output_folder_upload_leaves_training_leftovers_out(tmp_path, fake_hub):
-    from pixel_m4.hub_pixel_m4 import upload_output_folder
+    from pixel_m4.tools.hub import upload_output_folder
 
     folder = create_hub_folder(tmp_path / "pretraining-run", preset="test")
     for leftover in ("checkpoint-5/optimizer.pt", "checkpoint-5/model.safetensors",

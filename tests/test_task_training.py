@@ -17,9 +17,9 @@ from pixel_m4 import (
     PixelM4ForSequenceClassification,
     PixelM4ForTokenClassification,
 )
-from pixel_m4.hub_pixel_m4 import create_hub_folder
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-from pixel_m4.tasks_pixel_m4 import (
+from pixel_m4.tools.hub import create_hub_folder
+from pixel_m4.tools.tasks import (
     SequenceClassificationCollator,
     WordTaskCollator,
     attachment_scores,

@@ -1,4 +1,4 @@
-"""Task heads (modeling_pixel_m4) and their data / metrics helpers (tasks_pixel_m4)."""
+"""Task heads (modeling_pixel_m4) and their data / metrics helpers (tools/tasks.py)."""
 
 import itertools
 from pathlib import Path
@@ -15,7 +15,7 @@ from pixel_m4 import (
 )
 from pixel_m4.modeling_pixel_m4 import word_vectors
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-from pixel_m4.tasks_pixel_m4 import (
+from pixel_m4.tools.tasks import (
     SequenceClassificationCollator,
     WordTaskCollator,
     attachment_scores,
@@ -591,7 +591,7 @@ def _dataset(columns):
 
 
 def test_load_splits_reads_local_files_and_dataset_folders(tmp_path):
-    from pixel_m4.tasks_pixel_m4 import load_splits
+    from pixel_m4.tools.tasks import load_splits
 
     sample = ROOT_DATA / "sib200" / "eng_Latn"
     splits = load_splits(None, None, {"train": str(sample / "train.tsv"), "test": None})
@@ -620,7 +620,7 @@ def test_load_splits_reads_local_files_and_dataset_folders(tmp_path):
 def test_named_labels_turns_class_label_ids_into_names():
     from datasets import ClassLabel, Dataset, Features, List, Value
 
-    from pixel_m4.tasks_pixel_m4 import named_labels
+    from pixel_m4.tools.tasks import named_labels
 
     tags = ClassLabel(names=["O", "B-PER", "I-PER"])
     features = Features({"tokens": List(Value("string")), "ner_tags": List(tags), "topic": tags})

@@ -1,5 +1,5 @@
 """Unlabelled and labelled attachment scores (UAS / LAS, percent) of dependency trees as an
-`evaluate` module that loads offline: `evaluate.load("<pixel_m4>/metrics/attachment_scores")`.
+`evaluate` module that loads offline: `evaluate.load("<pixel_m4>/tools/metrics/attachment_scores")`.
 One row per sentence; words whose gold head is -100 (padding, truncated) are not scored."""
 
 import datasets

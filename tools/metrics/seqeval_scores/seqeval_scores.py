@@ -1,6 +1,6 @@
 """Entity-level precision / recall / F1 and tag accuracy of BIO tag sequences (seqeval, default
 mode: CoNLL evaluation) as an `evaluate` module that loads offline:
-`evaluate.load("<pixel_m4>/metrics/seqeval_scores")`."""
+`evaluate.load("<pixel_m4>/tools/metrics/seqeval_scores")`."""
 
 import datasets
 import evaluate

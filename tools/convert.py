@@ -31,7 +31,7 @@ names under `decoder.decoder_layers.N`):
 `from_pretrained(..., key_mapping=ORIGINAL_KEY_MAPPING)` for loading without a converted copy (see
 `load_original_checkpoint`).
 
-    python -m pixel_m4.convert_pixel_m4 --checkpoint Team-PIXEL/pixel-m4 --output_dir pixel-m4-hf
+    python -m pixel_m4.tools.convert --checkpoint Team-PIXEL/pixel-m4 --output_dir pixel-m4-hf
 """
 
 import argparse
@@ -46,10 +46,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .configuration_pixel_m4 import PixelM4Config
-from .hub_pixel_m4 import save_hub_folder
-from .modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4Model, PixelM4PreTrainedModel
-from .rendering_pixel_m4 import PixelM4TextRenderer, saved_font_name
+from ..configuration_pixel_m4 import PixelM4Config
+from ..modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4Model, PixelM4PreTrainedModel
+from ..rendering_pixel_m4 import PixelM4TextRenderer, saved_font_name
+from .hub import save_hub_folder
 
 logger = logging.getLogger(__name__)
 

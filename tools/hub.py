@@ -14,18 +14,34 @@ from pathlib import Path
 
 import torch
 
-from .configuration_pixel_m4 import PRESETS, PixelM4Config
-from .modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4PreTrainedModel
-from .rendering_pixel_m4 import PixelM4TextRenderer
+from ..configuration_pixel_m4 import PRESETS, PixelM4Config
+from ..modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4PreTrainedModel
+from ..rendering_pixel_m4 import PixelM4TextRenderer
 
-# The modules a Hub repo of ours carries, so that every auto_map entry resolves there.
-REMOTE_CODE_MODULES = (
+# The package root: the model files, which are exactly what Hub folders ship. A Hub folder is
+# "root files + weights + fonts (+ README.md from a card template)". Every root .py file except
+# __init__.py is in one of the two lists below and nothing else is (tests/test_hub.py checks this
+# against the root and against saved folders).
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+# A PIXEL-M4 folder (save_hub_folder): every module an auto_map or custom_pipelines entry of ours
+# can name, so each resolves in the folder.
+PIXEL_M4_HUB_FILES = (
     "configuration_pixel_m4.py",
     "layers_pixel.py",
     "modeling_pixel_m4.py",
     "rendering_pixel_m4.py",
     "processing_pixel_m4.py",
     "pipeline_pixel_m4.py",
+)
+# A pixel fallback folder (PixelFallbackForCausalLM / PixelFallbackProcessor.save_pretrained):
+# transformers' custom_object_save writes each class's module and its relative imports.
+FALLBACK_HUB_FILES = (
+    "configuration_pixel_fallback.py",
+    "layers_pixel.py",
+    "modeling_pixel_fallback.py",
+    "processing_pixel_fallback.py",
+    "rendering_pixel_m4.py",
 )
 
 
@@ -42,10 +58,8 @@ def save_hub_folder(
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)  # + auto_map, custom_pipelines and their module files
     renderer.save_pretrained(output_dir)
-    here = Path(__file__).resolve().parent
-    for name in REMOTE_CODE_MODULES:
-        if (here / name).exists():
-            shutil.copy2(here / name, output_dir / name)
+    for name in PIXEL_M4_HUB_FILES:
+        shutil.copy2(PACKAGE_ROOT / name, output_dir / name)
     if not (output_dir / "README.md").exists():
         write_model_card(output_dir, model, renderer, **card_metadata)
     return output_dir
@@ -149,7 +163,7 @@ def write_model_card(
     fields: dict[str, str] | None = None,
     **metadata,
 ) -> Path:
-    """Write `template` (a card next to this module: `model_card.md` for PIXEL-M4 encoders,
+    """Write `template` (a card at the package root: `model_card.md` for PIXEL-M4 encoders,
     `model_card_fallback.md` for a pixel fallback + causal LM), filled in, as
     `output_dir/README.md` (the Hub card).
 
@@ -164,7 +178,7 @@ def write_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     output_dir = Path(output_dir)
-    card = ModelCard((Path(__file__).resolve().parent / template).read_text())
+    card = ModelCard((PACKAGE_ROOT / template).read_text())
     data = card.data.to_dict()
     data.update({key: value for key, value in metadata.items() if value is not None})
     summary, max_patches, examples = "A pixel language model in the PIXEL-M4 format.", 529, ""

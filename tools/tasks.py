@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .rendering_pixel_m4 import PixelM4TextRenderer, clean_words
+from ..rendering_pixel_m4 import PixelM4TextRenderer, clean_words
 
 logger = logging.getLogger(__name__)
 
@@ -599,7 +599,7 @@ METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 
 def load_metric(name: str):
-    """One of the package's `evaluate` modules (`metrics/<name>/<name>.py`): classification_scores,
+    """One of the package's `evaluate` modules (`tools/metrics/<name>/<name>.py`): classification_scores,
     seqeval_scores, attachment_scores, translation_scores. Local files: they load offline."""
     import evaluate
 
@@ -924,7 +924,7 @@ def load_task_model(model_class, model_name_or_path: str | None, max_seq_length:
     `config` (labels, dropout, pooling, parser variant) overrides the checkpoint's config; None
     values leave it as it is.
     """
-    from .configuration_pixel_m4 import PixelM4Config
+    from ..configuration_pixel_m4 import PixelM4Config
 
     config = {name: value for name, value in config.items() if value is not None}
 
@@ -1154,7 +1154,7 @@ TASK_NAMES = {
 def write_task_card(trainer, card: dict) -> None:
     """README.md of a fine-tuned folder: the package's card (usage, licences, install line) with
     the task, its labels, the results and the training settings."""
-    from .hub_pixel_m4 import write_model_card
+    from .hub import write_model_card
 
     model, args = trainer.model, trainer.args
     task, title = TASK_NAMES.get(type(model).__name__, ("feature-extraction", "Fine-tuned"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-DATA_DIR = Path(__file__).resolve().parent / "examples" / "data"
+DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_CACHE_DIR = Path(os.environ.get("PIXEL_M4_CACHE", Path.home() / ".cache" / "pixel_m4"))
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}

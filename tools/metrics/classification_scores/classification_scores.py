@@ -1,5 +1,5 @@
 """Accuracy and macro-F1 (scikit-learn) as an `evaluate` module that loads offline:
-`evaluate.load("<pixel_m4>/metrics/classification_scores")`. Macro-F1 is the PIXEL-M4 paper's
+`evaluate.load("<pixel_m4>/tools/metrics/classification_scores")`. Macro-F1 is the PIXEL-M4 paper's
 SIB-200 metric; classes without predictions count as F1 0 (zero_division=0)."""
 
 import datasets

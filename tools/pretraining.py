@@ -26,10 +26,10 @@ import datasets
 import torch
 from transformers import TrainerCallback
 
-from .configuration_pixel_m4 import PRESETS, PixelM4Config
-from .hub_pixel_m4 import save_hub_folder
-from .modeling_pixel_m4 import PixelM4ForPreTraining, patchify, unpatchify
-from .rendering_pixel_m4 import PixelM4TextRenderer, clean_words, strip_to_grid
+from ..configuration_pixel_m4 import PRESETS, PixelM4Config
+from ..modeling_pixel_m4 import PixelM4ForPreTraining, patchify, unpatchify
+from ..rendering_pixel_m4 import PixelM4TextRenderer, clean_words, strip_to_grid
+from .hub import save_hub_folder
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """chrF++ (chrF with word bigrams, word_order=2) and BLEU of translations (sacrebleu's corpus
 scores, default settings) as an `evaluate` module that loads offline:
-`evaluate.load("<pixel_m4>/metrics/translation_scores")`. One reference per translation."""
+`evaluate.load("<pixel_m4>/tools/metrics/translation_scores")`. One reference per translation."""
 
 import datasets
 import evaluate
