@@ -30,7 +30,13 @@ PIXEL_M4_HUB_FILES = (
     "configuration_pixel_m4.py",
     "layers_pixel.py",
     "modeling_pixel_m4.py",
-    "rendering_pixel_m4.py",
+    "rendering_pixel_m4.py",  # the renderer class, and its parts:
+    "rendering_native.py",
+    "rendering_fonts.py",
+    "rendering_text.py",
+    "rendering_ink.py",
+    "rendering_bigrams.py",
+    "rendering_continuous.py",
     "processing_pixel_m4.py",
     "pipeline_pixel_m4.py",
 )
@@ -42,6 +48,12 @@ FALLBACK_HUB_FILES = (
     "modeling_pixel_fallback.py",
     "processing_pixel_fallback.py",
     "rendering_pixel_m4.py",
+    "rendering_native.py",
+    "rendering_fonts.py",
+    "rendering_text.py",
+    "rendering_ink.py",
+    "rendering_bigrams.py",
+    "rendering_continuous.py",
 )
 
 
