@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pixel_m4.configuration_pixel_m4 import PixelM4Config
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 from pixel_m4.tools.hub import create_hub_folder
 
@@ -60,6 +61,23 @@ def any_renderer(request):
     return PixelM4TextRenderer(
         **{**getattr(request.module, "RENDERER", {}), "render_mode": request.param}
     )
+
+
+# ------------------------------------------------------------------------------------- models
+
+
+@pytest.fixture(scope="module")
+def small_config(request):
+    """small_config(**overrides) -> the "test" preset on the module's PATCHES-patch strip, without
+    head dropout: the task tests' models."""
+    patches = request.module.PATCHES
+
+    def make(**overrides) -> PixelM4Config:
+        return PixelM4Config.from_preset(
+            "test", image_size=(16, 16 * patches), classifier_dropout=0.0, **overrides
+        )
+
+    return make
 
 
 # ---------------------------------------------------------------------------- example scripts

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from pixel_m4.configuration_pixel_fallback import PixelFallbackConfig
-from pixel_m4.configuration_pixel_m4 import PixelM4Config
 from pixel_m4.layers_pixel import as_model_pixels
 from pixel_m4.modeling_pixel_fallback import PixelFallbackEncoder
 from pixel_m4.modeling_pixel_m4 import (
@@ -26,12 +25,6 @@ from pixel_m4.tools.tasks import (
 PATCHES = 36
 RENDERER = {"max_seq_length": PATCHES}  # conftest's renderer
 TEXTS = ["Hello world, this is text.", "नमस्ते दुनिया", "中文字 Привет"]
-
-
-def small_config(**overrides) -> PixelM4Config:
-    return PixelM4Config.from_preset(
-        "test", image_size=(16, 16 * PATCHES), classifier_dropout=0.0, **overrides
-    )
 
 
 def both_formats(renderer, texts=TEXTS, **kwargs):
@@ -67,7 +60,7 @@ def test_bad_output_format(renderer, output_format):
         renderer("text", output_format=output_format)
 
 
-def run_all_heads(pixel_values, attention_mask, word_spans):
+def run_all_heads(small_config, pixel_values, attention_mask, word_spans):
     torch.manual_seed(0)
     outputs = {}
     model = PixelM4Model(small_config()).eval()
@@ -97,17 +90,19 @@ def run_all_heads(pixel_values, attention_mask, word_spans):
 
 
 @torch.no_grad()
-def test_every_model_class_reads_uint8_like_float32(renderer):
+def test_every_model_class_reads_uint8_like_float32(small_config, renderer):
     full, compact = both_formats(renderer, return_word_spans=True)
     word_spans = torch.tensor([[[0, 2], [2, 4]], [[0, 1], [1, 3]], [[0, 2], [2, 3]]])
-    expected = run_all_heads(full["pixel_values"], full["attention_mask"], word_spans)
-    got = run_all_heads(compact["pixel_values"], compact["attention_mask"], word_spans)
+    expected = run_all_heads(small_config, full["pixel_values"], full["attention_mask"], word_spans)
+    got = run_all_heads(
+        small_config, compact["pixel_values"], compact["attention_mask"], word_spans
+    )
     for name, value in expected.items():
         torch.testing.assert_close(got[name], value, rtol=0, atol=1e-6, msg=name)
 
 
 @torch.no_grad()
-def test_embed_from_texts_equals_embed_from_float_pixels(renderer):
+def test_embed_from_texts_equals_embed_from_float_pixels(small_config, renderer):
     torch.manual_seed(0)
     model = PixelM4Model(small_config()).eval()
     full = renderer(TEXTS, return_tensors="pt")
@@ -120,7 +115,7 @@ def test_embed_from_texts_equals_embed_from_float_pixels(renderer):
     torch.testing.assert_close(from_texts, from_pixels, rtol=0, atol=1e-6)
 
 
-def test_models_reject_uint8_with_three_channels(renderer):
+def test_models_reject_uint8_with_three_channels(small_config, renderer):
     model = PixelM4Model(small_config())
     compact = renderer(TEXTS, return_tensors="pt", output_format="uint8")["pixel_values"]
     with pytest.raises(ValueError, match=r"\(batch, 1, 16, width\) \(integers"):

@@ -35,6 +35,12 @@ def config():
     return PixelM4Config.from_preset("test")
 
 
+def seeded_span_mask(config, attention, seed: int) -> torch.Tensor:
+    """The published span masking at 25 %, drawn from a fixed seed."""
+    weights = config.span_cumulative_weights
+    return span_mask(attention, 0.25, weights, torch.Generator().manual_seed(seed))
+
+
 def test_paper_defaults():
     config = PixelM4Config()
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (
@@ -273,9 +279,7 @@ def test_tiny_overfit_loss_decreases(config):
     torch.manual_seed(0)
     model = PixelM4ForPreTraining(config)
     pixels, attention = make_batch((100, 80))
-    patch_mask = span_mask(
-        attention, 0.25, config.span_cumulative_weights, torch.Generator().manual_seed(1)
-    )
+    patch_mask = seeded_span_mask(config, attention, seed=1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(60):
@@ -312,9 +316,7 @@ def test_gradient_checkpointing_gives_same_gradients(config):
     torch.manual_seed(0)
     model = PixelM4ForPreTraining(config)
     pixels, attention = make_batch((200, 90))
-    patch_mask = span_mask(
-        attention, 0.25, config.span_cumulative_weights, torch.Generator().manual_seed(3)
-    )
+    patch_mask = seeded_span_mask(config, attention, seed=3)
 
     def gradients():
         model.zero_grad()
@@ -409,9 +411,7 @@ def test_save_load_safetensors_roundtrip(config, tmp_path):
     assert not list(tmp_path.glob("*.bin"))
     loaded = PixelM4ForPreTraining.from_pretrained(tmp_path).eval()
     pixels, attention = make_batch((60,))
-    patch_mask = span_mask(
-        attention, 0.25, config.span_cumulative_weights, torch.Generator().manual_seed(0)
-    )
+    patch_mask = seeded_span_mask(config, attention, seed=0)
     torch.testing.assert_close(
         loaded(pixels, attention, patch_mask=patch_mask).logits,
         model(pixels, attention, patch_mask=patch_mask).logits,

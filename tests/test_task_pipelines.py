@@ -24,12 +24,6 @@ NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TEXT = "Maria  Schmidt lives in\tOslo ."
 
 
-def small_config(**overrides) -> PixelM4Config:
-    return PixelM4Config.from_preset(
-        "test", image_size=(16, 16 * PATCHES), classifier_dropout=0.0, **overrides
-    )
-
-
 def labelled(names):
     return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
@@ -45,7 +39,7 @@ def save_folder(model, path):
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
+def folders(small_config, tmp_path_factory):
     root = tmp_path_factory.mktemp("task-folders")
     return {
         "text-classification": save_folder(
@@ -75,7 +69,7 @@ def folders(tmp_path_factory):
     ],
 )  # fmt: skip
 def test_save_pretrained_ships_every_file_the_config_references(
-    tmp_path, model_class, task, auto_class
+    small_config, tmp_path, model_class, task, auto_class
 ):
     model_class(small_config()).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
@@ -191,7 +185,7 @@ def test_truncated_words_get_no_prediction(tmp_path):
     assert 0 < len(pipe(text, ignore_labels=[])) < len(words)
 
 
-def test_lora_target_modules():
+def test_lora_target_modules(small_config):
     """The peft example of docs/interop.md: LoRA on the documented module names + the head."""
     from peft import LoraConfig, get_peft_model
 
@@ -213,7 +207,9 @@ def test_lora_target_modules():
     assert model(pixel_values=pixels).logits.shape == (2, 7)
 
 
-def test_encoder_from_pretraining_or_task_folder_reports_no_unexpected_keys(tmp_path, caplog):
+def test_encoder_from_pretraining_or_task_folder_reports_no_unexpected_keys(
+    small_config, tmp_path, caplog
+):
     """PixelM4Model._keys_to_ignore_on_load_unexpected: the decoder and every head's weights
     are left out silently; any other stray weight is still reported."""
     folders = {

@@ -1,6 +1,7 @@
 """The task heads learn (overfit tests), and the three example scripts run end to end, writing
 all_results.json and model folders that load through Auto classes in a fresh process."""
 
+import inspect
 import json
 from pathlib import Path
 
@@ -219,27 +220,34 @@ def test_script_help_documents_recipes(run_script, capsys, monkeypatch):
     assert "Table 7" in help_text and "from_preset('tiny')" in help_text
 
 
+def sample_logits(model, renderer, script: str) -> list[float]:
+    """The first 20 logits for one sentence, run here and (by its source) in the fresh process."""
+    batch = renderer(["Maria lives in Oslo ."], return_tensors="pt", return_word_spans=True)
+    inputs = {"pixel_values": batch["pixel_values"], "attention_mask": batch["attention_mask"]}
+    if script != "run_classification":
+        inputs["word_spans"] = torch.tensor(batch["word_patch_spans"])
+    with torch.no_grad():
+        output = model(**inputs)
+    logits = output.arc_logits if script == "run_dependency_parsing" else output.logits
+    return logits.flatten()[:20].tolist()
+
+
 # Run by conftest's run_without_pixel_m4: only the folders' own code may be used.
-LOAD_IN_FRESH_PROCESS = """
+LOAD_IN_FRESH_PROCESS = f"""
 import json, sys
 import torch
 from transformers import (AutoImageProcessor, AutoModel, AutoModelForSequenceClassification,
                           AutoModelForTokenClassification)
+{inspect.getsource(sample_logits)}
 folders = json.loads(sys.argv[1])
-results = {}
+results = {{}}
 for name, auto in [("run_classification", AutoModelForSequenceClassification),
                    ("run_ner", AutoModelForTokenClassification),
                    ("run_dependency_parsing", AutoModel)]:
     model = auto.from_pretrained(folders[name], trust_remote_code=True).eval()
     renderer = AutoImageProcessor.from_pretrained(folders[name], trust_remote_code=True)
-    batch = renderer(["Maria lives in Oslo ."], return_tensors="pt", return_word_spans=True)
-    inputs = {"pixel_values": batch["pixel_values"], "attention_mask": batch["attention_mask"]}
-    if name != "run_classification":
-        inputs["word_spans"] = torch.tensor(batch["word_patch_spans"])
-    with torch.no_grad():
-        output = model(**inputs)
-    logits = output.logits if name != "run_dependency_parsing" else output.arc_logits
-    results[name] = [type(model).__module__, type(model).__name__, logits.flatten().tolist()[:20]]
+    results[name] = [type(model).__module__, type(model).__name__,
+                     sample_logits(model, renderer, name)]
 print(json.dumps(results))
 """
 
@@ -262,11 +270,5 @@ def test_saved_models_load_through_auto_classes_in_a_fresh_process(
         assert class_name == model_class.__name__
         model = model_class.from_pretrained(folders[name]).eval()  # the package's own class
         renderer = PixelM4TextRenderer.from_pretrained(folders[name])
-        batch = renderer(["Maria lives in Oslo ."], return_tensors="pt", return_word_spans=True)
-        inputs = {"pixel_values": batch["pixel_values"], "attention_mask": batch["attention_mask"]}
-        if name != "run_classification":
-            inputs["word_spans"] = torch.tensor(batch["word_patch_spans"])
-        with torch.no_grad():
-            output = model(**inputs)
-        ours = output.logits if name != "run_dependency_parsing" else output.arc_logits
-        assert torch.allclose(torch.tensor(logits), ours.flatten()[:20], atol=1e-5)
+        ours = sample_logits(model, renderer, name)
+        assert torch.allclose(torch.tensor(logits), torch.tensor(ours), atol=1e-5)

@@ -37,12 +37,6 @@ RENDERER = {"max_seq_length": PATCHES}  # conftest's renderer
 ROOT_DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
-def small_config(**overrides) -> PixelM4Config:
-    return PixelM4Config.from_preset(
-        "test", image_size=(16, 16 * PATCHES), classifier_dropout=0.0, **overrides
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Readers
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +260,7 @@ def test_word_vectors_first_and_mean():
     assert mean[0, :, 0].tolist() == [1.5, 4.0, 0.0]
 
 
-def test_sequence_classification_shapes_and_losses():
+def test_sequence_classification_shapes_and_losses(small_config):
     pixel_values, attention_mask, _ = random_inputs()
     model = PixelM4ForSequenceClassification(small_config(num_labels=3))
     output = model(pixel_values, attention_mask, labels=torch.tensor([0, 2]))
@@ -292,7 +286,7 @@ def test_sequence_classification_shapes_and_losses():
 
 
 @pytest.mark.parametrize("mode", ["mean", "cls", "max"])
-def test_sequence_classification_pooling_ignores_padding(mode):
+def test_sequence_classification_pooling_ignores_padding(small_config, mode):
     pixel_values, attention_mask, _ = random_inputs()
     model = PixelM4ForSequenceClassification(small_config(num_labels=2, pooling_mode=mode)).eval()
     changed = pixel_values.clone()
@@ -302,7 +296,7 @@ def test_sequence_classification_pooling_ignores_padding(mode):
     )
 
 
-def test_token_classification_loss_skips_words_without_patches():
+def test_token_classification_loss_skips_words_without_patches(small_config):
     pixel_values, attention_mask, word_spans = random_inputs()
     model = PixelM4ForTokenClassification(small_config(num_labels=4))
     labels = torch.tensor([[1, 2, 3], [0, 1, 2]])  # word 3 of example 2 has no patches
@@ -329,7 +323,7 @@ def test_token_classification_loss_skips_words_without_patches():
         (torch.tensor([[[3, 1]], [[0, 1]]]), "start <= end"),
     ],
 )
-def test_word_heads_reject_bad_word_spans(spans, message):
+def test_word_heads_reject_bad_word_spans(small_config, spans, message):
     pixel_values, attention_mask, _ = random_inputs()
     model = PixelM4ForTokenClassification(small_config(num_labels=2))
     with pytest.raises(ValueError, match=message):
@@ -346,7 +340,7 @@ def parameter_shapes(model, prefix="") -> dict[str, tuple]:
     }
 
 
-def test_sequence_classification_heads_carry_the_published_parameters():
+def test_sequence_classification_heads_carry_the_published_parameters(small_config):
     hidden = small_config().hidden_size
     # mean (and max) pooling: pixel/models/pooling.py PoolingForSequenceClassificationHead
     mean = PixelM4ForSequenceClassification(small_config(num_labels=3))
@@ -373,7 +367,7 @@ def test_sequence_classification_heads_carry_the_published_parameters():
     }
 
 
-def test_sequence_classification_computes_the_published_head():
+def test_sequence_classification_computes_the_published_head(small_config):
     pixel_values, attention_mask, _ = random_inputs()
     for mode in ("mean", "max", "cls"):
         model = PixelM4ForSequenceClassification(
@@ -394,7 +388,7 @@ def test_sequence_classification_computes_the_published_head():
         torch.testing.assert_close(model(pixel_values, attention_mask).logits, expected)
 
 
-def test_published_parser_structure_scores_and_loss():
+def test_published_parser_structure_scores_and_loss(small_config):
     pixel_values, attention_mask, word_spans = random_inputs()
     hidden = small_config().hidden_size
     model = PixelM4ForBiaffineParsing(small_config(num_labels=5)).eval()
@@ -429,7 +423,7 @@ def test_published_parser_structure_scores_and_loss():
     torch.testing.assert_close(output.loss, arc_loss + rel_loss)
 
 
-def test_dozat_manning_parser_masks_impossible_heads_and_scores_gold_arcs():
+def test_dozat_manning_parser_masks_impossible_heads_and_scores_gold_arcs(small_config):
     pixel_values, attention_mask, word_spans = random_inputs()
     model = PixelM4ForBiaffineParsing(
         small_config(
