@@ -32,6 +32,7 @@ PIXEL_M4_HUB_FILES = (
     "rendering_pixel_m4.py",
     "processing_pixel_m4.py",
     "pipeline_pixel_m4.py",
+    "parsing_pixel_m4.py",
 )
 # A pixel fallback folder (PixelFallbackForCausalLM / PixelFallbackProcessor.save_pretrained):
 # transformers' custom_object_save writes each class's module and its relative imports.
@@ -39,6 +40,7 @@ FALLBACK_HUB_FILES = (
     "configuration_pixel_m4.py",
     "modeling_pixel_fallback.py",
     "modeling_pixel_m4.py",
+    "parsing_pixel_m4.py",
     "pipeline_pixel_m4.py",
     "processing_pixel_m4.py",
     "rendering_pixel_m4.py",
