@@ -214,10 +214,11 @@ def test_every_folder_runs_from_raw_text_in_a_clean_venv(folders, tmp_path):
 def test_missing_pango_is_one_clear_error(tmp_path):
     script = textwrap.dedent(
         """
-        import pixel_m4.rendering_pixel_m4 as rendering
-        rendering._LIBRARY_NAMES = {"pango": ("libpango-missing.so.0", "pango-missing")}
+        import pixel_m4.rendering_native as native
+        from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
+        native._LIBRARY_NAMES = {"pango": ("libpango-missing.so.0", "pango-missing")}
         try:
-            rendering.PixelM4TextRenderer()
+            PixelM4TextRenderer()
         except ImportError as error:
             print("ERROR:", error)
         """

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from pixel_m4 import rendering_pixel_m4
+from pixel_m4 import rendering_ink
 from pixel_m4.rendering_pixel_m4 import (
     PixelM4TextRenderer,
     cache_info,
@@ -429,10 +429,10 @@ def test_cache_entries_are_not_tracked_by_the_garbage_collector():
     gc.collect()
     gc.collect()  # a tuple inside a tuple is untracked first, its holder at the next pass
     caches = (
-        rendering_pixel_m4._unit_cache,
-        rendering_pixel_m4._pair_cache,
-        rendering_pixel_m4._word_cache,
-        rendering_pixel_m4._seen_words,
+        rendering_ink._unit_cache,
+        rendering_ink._pair_cache,
+        rendering_ink._word_cache,
+        rendering_ink._seen_words,
     )
     assert all(len(cache) for cache in caches)
     for cache in caches:
@@ -477,10 +477,10 @@ def test_caches_are_bounded_lru():
         info = cache_info()
         assert (info["units"], info["pairs"]) == (5, 5)
         assert info["unit_array_bytes"] > 0 and info["pair_array_bytes"] > 0
-        cached = [word for _, word in rendering_pixel_m4._word_cache]
+        cached = [word for _, word in rendering_ink._word_cache]
         if round == 0:
             assert not set(words) & set(cached)
-            assert [word for _, word in rendering_pixel_m4._seen_words][-8:] == words
+            assert [word for _, word in rendering_ink._seen_words][-8:] == words
         else:  # least recently used out first: the last three words are the ones kept
             assert info["words"] == 3 and info["word_array_bytes"] > 0
             assert cached == words[-3:]

@@ -11,11 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixel_m4.rendering_pixel_m4 import (
-    PixelM4TextRenderer,
-    _word_pairs,
-    is_rtl,
-)
+from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer, is_rtl
+from pixel_m4.rendering_text import _word_pairs
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 FONT_VERSION = "2026.9.26.post1"  # the wheels the golden strips were drawn with
@@ -80,7 +77,7 @@ def test_is_rtl_majority_vote(text, expected):
 
 
 def test_is_rtl_prefilter_covers_every_right_to_left_character():
-    from pixel_m4.rendering_pixel_m4 import _RTL_CHARACTER
+    from pixel_m4.rendering_text import _RTL_CHARACTER
 
     strong = [chr(code) for code in range(0x110000) if code < 0xD800 or code > 0xDFFF]
     strong = [char for char in strong if unicodedata.bidirectional(char) in ("R", "AL")]

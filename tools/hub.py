@@ -29,7 +29,13 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 PIXEL_M4_HUB_FILES = (
     "configuration_pixel_m4.py",
     "modeling_pixel_m4.py",
-    "rendering_pixel_m4.py",
+    "rendering_pixel_m4.py",  # the renderer class, and its parts:
+    "rendering_native.py",
+    "rendering_fonts.py",
+    "rendering_text.py",
+    "rendering_ink.py",
+    "rendering_bigrams.py",
+    "rendering_continuous.py",
     "processing_pixel_m4.py",
     "pipeline_pixel_m4.py",
     "parsing_pixel_m4.py",
@@ -44,6 +50,12 @@ FALLBACK_HUB_FILES = (
     "pipeline_pixel_m4.py",
     "processing_pixel_m4.py",
     "rendering_pixel_m4.py",
+    "rendering_native.py",
+    "rendering_fonts.py",
+    "rendering_text.py",
+    "rendering_ink.py",
+    "rendering_bigrams.py",
+    "rendering_continuous.py",
 )
 
 

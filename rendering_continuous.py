@@ -1,0 +1,216 @@
+"""Continuous mode of the PIXEL-M4 renderer (original PIXEL): a whole text as one Pango layout.
+
+Separate from the renderer because it shares nothing with the bigram modes but the strip: a
+text that fits is shaped once, measured and drawn from the same layout, as the published
+renderer does; a text that does not fit is searched for its longest prefix of whole words (or
+grapheme clusters of a word wider than a strip) without ever handing Pango much more than a
+strip. `_ContinuousMode` holds the renderer's methods; they read its settings
+(pixels_per_patch, max_seq_length).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING
+
+from .rendering_ink import _Strip
+from .rendering_native import _Canvas, _FontSetup, process_lock
+from .rendering_text import _units
+
+if TYPE_CHECKING:  # the renderer imports this module
+    from .rendering_pixel_m4 import RenderedText
+
+_CONTINUOUS_MARGIN = 2  # px of white before and after a continuous text (original PIXEL)
+# Pango measures in int32 units of 1/1024 px, so a layout wider than ~2.1 million px reports
+# nonsense: a text handed to Pango in one layout is never longer than this (in code points).
+_MAX_LAYOUT_CHARS = 65536
+
+
+class _ContinuousMode:
+    """The renderer's continuous-mode methods."""
+
+    def _render_continuous(self, texts: list[str], word_spans: bool = True) -> RenderedText:
+        patch = self.pixels_per_patch
+        word_ranges = [_word_char_ranges(text) for text in texts]
+        total_words = sum(len(ranges) for ranges in word_ranges)
+        with process_lock():
+            setup = self._setup()
+            # Texts that fit (the usual case) are shaped once, measured and drawn from the same
+            # layout, as the published renderer does; only the others are searched.
+            layouts = self._layouts_if_they_fit(setup, texts)
+            if layouts is not None:
+                parts, overflow = list(zip(texts, word_ranges, strict=True)), 0
+            else:
+                parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
+                layouts = [None] * len(parts)
+            strip = _Strip(budget=self.max_seq_length - 1, overflow=overflow)
+            canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
+            try:
+                for index, ((drawn, ranges), layout) in enumerate(zip(parts, layouts, strict=True)):
+                    if index == 1:
+                        strip.black.append(strip.cursor)
+                        strip.cursor += 1
+                    self._draw_continuous_segment(
+                        setup, canvas, drawn, ranges if word_spans else [], strip, layout
+                    )
+                alpha = canvas.alpha()
+            finally:
+                canvas.close()
+                for layout in layouts:
+                    if layout is not None:
+                        setup.free(layout)
+        return self._finish(alpha, strip, total_words)
+
+    def _layouts_if_they_fit(self, setup: _FontSetup, texts: list[str]) -> list | None:
+        """The texts' layouts (None for an empty text) if text, [separator,] text_pair and the
+        end patch fit the strip; else None (nothing kept)."""
+        if any(len(text) > _MAX_LAYOUT_CHARS for text in texts):
+            return None
+        layouts = [setup.layout(text) if text else None for text in texts]
+        patches = 0
+        for layout in layouts:
+            if layout is not None:
+                width, _ = setup.logical_size(layout)
+                patches += math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
+        if patches + len(texts) <= self.max_seq_length:
+            return layouts
+        for layout in layouts:
+            if layout is not None:
+                setup.free(layout)
+        return None
+
+    def _continuous_patches(self, setup: _FontSetup, text: str) -> int:
+        if not text:
+            return 0
+        layout = setup.layout(text)
+        width, _ = setup.logical_size(layout)
+        setup.free(layout)
+        return math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
+
+    def _continuous_words_that_fit(self, setup: _FontSetup, texts, word_ranges):
+        """What to draw of each text (text, then text_pair) and its word ranges, for the
+        largest number of leading words whose strip fits; and the overflow (words not drawn
+        whole).
+
+        As in the bigram modes, a word wider than a whole strip is cut to its longest prefix of
+        grapheme clusters that fits instead of being dropped. Searches gallop (1, 2, 4, ...
+        words or clusters, then bisect), so Pango never measures much more than a strip: a
+        layout past ~2.1 million px reports nonsense widths, and shaping a huge text is slow.
+        """
+
+        def first_words(count: int) -> list[tuple[str, list]]:
+            parts = []
+            for text, ranges in zip(texts, word_ranges, strict=True):
+                kept = min(len(ranges), max(0, count))
+                count -= len(ranges)
+                parts.append((_continuous_prefix(text, ranges, kept), ranges[:kept]))
+            return parts
+
+        def fits(parts) -> bool:
+            if any(len(text) > _MAX_LAYOUT_CHARS for text, _ in parts):
+                return False
+            patches = sum(self._continuous_patches(setup, text) for text, _ in parts)
+            return patches + len(texts) - 1 + 1 <= self.max_seq_length
+
+        total = sum(len(ranges) for ranges in word_ranges)
+        count = _longest_prefix(lambda n: fits(first_words(n)), total)
+        parts = first_words(count)
+        if count < total:  # is the first word that does not fit wider than an empty strip?
+            index = next(i for i in range(len(texts)) if len(parts[i][1]) < len(word_ranges[i]))
+            text, (start, end) = texts[index], word_ranges[index][len(parts[index][1])]
+            clusters = _units(text[start:end], group_graphemes=True)
+
+            def with_prefix(parts, n: int):
+                stop = start + sum(len(cluster) for cluster in clusters[:n])
+                cut = list(parts)
+                cut[index] = (text[:stop], [*parts[index][1], (start, stop)])
+                return cut
+
+            def alone(n: int):  # the word's first n clusters on an empty strip
+                cut = [("", [])] * len(texts)
+                word = "".join(clusters[:n])
+                cut[index] = (word, [(0, len(word))])
+                return cut
+
+            if _longest_prefix(lambda n: fits(alone(n)), len(clusters)) < len(clusters):
+                kept = _longest_prefix(lambda n: fits(with_prefix(parts, n)), len(clusters))
+                if kept:
+                    parts = with_prefix(parts, kept)
+        return parts, total - count
+
+    def _draw_continuous_segment(
+        self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip, layout=None
+    ):
+        """Draws `text` (with its `layout` if already shaped) at the cursor; word spans."""
+        if not text or len(text) > _MAX_LAYOUT_CHARS:  # nothing, or only spaces, too many to fit
+            return
+        patch = self.pixels_per_patch
+        owned = layout is None
+        if owned:
+            layout = setup.layout(text)
+        try:
+            width, height = setup.logical_size(layout)
+            num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
+            if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
+                return
+            left = strip.cursor * patch
+            y = patch / 2 - height / 2 - 2
+            canvas.draw([(layout, left + _CONTINUOUS_MARGIN, y)])
+            missing = setup.unknown_glyphs(layout)
+            if missing:
+                strip.add_missing(missing, text.strip()[:20])
+            cursor, floor, ceil = strip.cursor, math.floor, math.ceil
+            for x0, x1 in setup.x_ranges(layout, _byte_ranges(text, ranges)):
+                first = cursor + min(
+                    num_patches - 1, max(0, floor((x0 + _CONTINUOUS_MARGIN) / patch))
+                )
+                last = cursor + min(num_patches, ceil((x1 + _CONTINUOUS_MARGIN) / patch))
+                strip.spans.append((first, max(first + 1, last)))
+            strip.cursor += num_patches
+        finally:
+            if owned:
+                setup.free(layout)
+
+
+def _longest_prefix(fits, limit: int) -> int:
+    """The largest n in [0, limit] with fits(n), for a monotone `fits` with fits(0) assumed
+    true: gallops 1, 2, 4, ... then bisects, so fits is never asked about more than twice the
+    answer (+1) and at most ~2 log2(answer) + 2 times."""
+    low, high = 0, 1
+    while high <= limit and fits(high):
+        low, high = high, high * 2
+    high = min(high, limit + 1)  # fits(high) is false or high is past the limit
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _word_char_ranges(text: str) -> list[tuple[int, int]]:
+    """[start, end) character ranges of the whitespace-separated words of `text`."""
+    return [match.span() for match in re.finditer(r"\S+", text)]
+
+
+def _continuous_prefix(text: str, ranges: list[tuple[int, int]], count: int) -> str:
+    """What continuous mode draws of `text` when its first `count` words fit: all of it
+    (spaces included) if every word fits, else up to the end of the last word kept."""
+    if count == len(ranges):
+        return text
+    return text[: ranges[count - 1][1]] if count else ""
+
+
+def _byte_ranges(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Character ranges -> UTF-8 byte ranges in `text` (Pango indexes bytes)."""
+    if text.isascii():
+        return ranges
+    result, position, offset = [], 0, 0
+    for start, end in ranges:
+        offset += len(text[position:start].encode("utf-8"))
+        length = len(text[start:end].encode("utf-8"))
+        result.append((offset, offset + length))
+        offset, position = offset + length, end
+    return result
