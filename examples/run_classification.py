@@ -18,66 +18,25 @@ from pathlib import Path
 from datasets import Dataset
 
 from pixel_m4.modeling_pixel_m4 import PixelM4ForSequenceClassification
-from pixel_m4.tools.task_cli import (
-    PAPER_TRAINING,
-    SAMPLE_TRAINING,
-    TaskArguments,
-    load_labelled_model,
-    load_task_splits,
-    parse_task_arguments,
-    select_samples,
-    train_task_model,
-)
-from pixel_m4.tools.task_data import (
-    SequenceClassificationCollator,
-    classification_row_problem,
-    encode_labels,
-    label_list,
-    named_labels,
-)
-from pixel_m4.tools.task_metrics import classification_metrics
+from pixel_m4.tools import task_cli, task_data, task_metrics
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "sib200" / "eng_Latn"
-SAMPLE_FILES = dict(
-    train_file=str(SAMPLE / "train.tsv"),
-    validation_file=str(SAMPLE / "validation.tsv"),
-    test_file=str(SAMPLE / "test.tsv"),
-)
-
-RECIPES = {
+RECIPES = task_cli.task_recipes(
+    [SAMPLE / f"{split}.tsv" for split in ("train", "validation", "test")],
+    "outputs/classification",
+    "macro_f1",
     # A few minutes on 2 CPU cores with the shipped sample; NOT the paper's setting.
-    "sample": dict(
-        SAMPLE_TRAINING,
-        **SAMPLE_FILES,
-        max_seq_length=80,
-        early_stopping_patience=20,
-        output_dir="outputs/classification",
-        learning_rate=3e-4,
-        max_steps=100,
-        eval_steps=50,
-        save_steps=50,
-        metric_for_best_model="macro_f1",
-    ),
+    sample=dict(max_seq_length=80, early_stopping_patience=20, learning_rate=3e-4, max_steps=100,
+                eval_steps=50, save_steps=50),
     # Table 7: mean pooling, batch 32, 256 patches, eval every epoch, early stopping after
     # 20 epochs without improvement.
-    "paper": dict(
-        PAPER_TRAINING,
-        **SAMPLE_FILES,
-        max_seq_length=256,
-        early_stopping_patience=20,
-        output_dir="outputs/classification",
-        per_device_train_batch_size=32,
-        per_device_eval_batch_size=64,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_steps=50,
-        metric_for_best_model="macro_f1",
-    ),
-}
+    paper=dict(max_seq_length=256, early_stopping_patience=20, per_device_train_batch_size=32,
+               per_device_eval_batch_size=64, eval_strategy="epoch", save_strategy="epoch"),
+)  # fmt: skip
 
 
 @dataclass
-class ClassificationArguments(TaskArguments):
+class ClassificationArguments(task_cli.TaskArguments):
     text_column: str = field(default="text", metadata={"help": "Column of the texts."})
     text_pair_column: str | None = field(
         default=None, metadata={"help": "Column of second texts for pair tasks (NLI, ...)."}
@@ -96,44 +55,44 @@ class ClassificationArguments(TaskArguments):
 
 
 def main():
-    args, run_args, dropout, training_args = parse_task_arguments(
+    args, run_args, dropout, training_args = task_cli.parse_task_arguments(
         ClassificationArguments, RECIPES, __doc__
     )
     columns = [args.text_column, args.label_column]
     columns += [args.text_pair_column] if args.text_pair_column else []
-    splits, skipped = load_task_splits(
+    splits, skipped = task_cli.load_task_splits(
         args,
         columns,
-        lambda row: classification_row_problem(
+        lambda row: task_data.classification_row_problem(
             row, args.text_column, args.label_column, args.text_pair_column
         ),
     )
-    labels = label_list(named_labels(splits["train"], args.label_column), minimum=2)
+    labels = task_data.label_list(
+        task_data.named_labels(splits["train"], args.label_column), minimum=2
+    )
     label2id = {name: index for index, name in enumerate(labels)}
 
     def prepare(split):
         part = splits[split]
         columns = {
             "text": part[args.text_column],
-            "labels": encode_labels(named_labels(part, args.label_column), label2id, split),
+            "labels": task_data.encode_labels(
+                task_data.named_labels(part, args.label_column), label2id, split
+            ),
         }
         if args.text_pair_column:
             columns["text_pair"] = part[args.text_pair_column]
         return Dataset.from_dict(columns)
 
-    data = select_samples({split: prepare(split) for split in splits}, run_args)
-    model = load_labelled_model(
+    data = task_cli.select_samples({split: prepare(split) for split in splits}, run_args)
+    model = task_cli.load_labelled_model(
         PixelM4ForSequenceClassification, args, dropout, labels, pooling_mode=args.pooling_mode
     )
-    train_task_model(
-        args,
-        training_args,
-        model,
-        data,
-        skipped,
-        SequenceClassificationCollator,
-        compute_metrics=classification_metrics,
+    collator, metrics = (
+        task_data.SequenceClassificationCollator,
+        task_metrics.classification_metrics,
     )
+    task_cli.train_task_model(args, training_args, model, data, skipped, collator, metrics)
 
 
 if __name__ == "__main__":

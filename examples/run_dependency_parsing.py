@@ -24,65 +24,24 @@ from pathlib import Path
 from datasets import Dataset
 
 from pixel_m4.modeling_pixel_m4 import PixelM4ForBiaffineParsing
-from pixel_m4.tools.task_cli import (
-    PAPER_TRAINING,
-    SAMPLE_TRAINING,
-    TaskArguments,
-    load_labelled_model,
-    load_task_splits,
-    parse_task_arguments,
-    select_samples,
-    train_task_model,
-)
-from pixel_m4.tools.task_data import (
-    WordTaskCollator,
-    encode_labels,
-    label_list,
-    parsing_row_problem,
-)
-from pixel_m4.tools.task_metrics import parsing_metrics, preprocess_parser_logits
+from pixel_m4.tools import task_cli, task_data, task_metrics
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "ud"
-SAMPLE_FILES = dict(
-    train_file=str(SAMPLE / "en_sample-ud-train.conllu"),
-    validation_file=str(SAMPLE / "en_sample-ud-dev.conllu"),
-    test_file=str(SAMPLE / "en_sample-ud-test.conllu"),
-)
-
-RECIPES = {
-    # A few minutes on 2 CPU cores with the shipped sample; NOT the paper's setting.
-    "sample": dict(
-        SAMPLE_TRAINING,
-        **SAMPLE_FILES,
-        max_seq_length=64,
-        early_stopping_patience=5,
-        output_dir="outputs/dependency_parsing",
-        learning_rate=5e-4,
-        max_steps=100,
-        eval_steps=50,
-        save_steps=50,
-        metric_for_best_model="las",
-    ),
+RECIPES = task_cli.task_recipes(
+    [SAMPLE / f"en_sample-ud-{split}.conllu" for split in ("train", "dev", "test")],
+    "outputs/dependency_parsing",
+    "las",
     # Table 7: batch 64, 256 patches, eval every 500 steps, early stopping after 5 evaluations.
-    "paper": dict(
-        PAPER_TRAINING,
-        **SAMPLE_FILES,
-        max_seq_length=256,
-        early_stopping_patience=5,
-        output_dir="outputs/dependency_parsing",
-        per_device_train_batch_size=64,
-        per_device_eval_batch_size=64,
-        eval_strategy="steps",
-        eval_steps=500,
-        save_steps=500,
-        logging_steps=50,
-        metric_for_best_model="las",
-    ),
-}
+    paper=dict(max_seq_length=256, early_stopping_patience=5, per_device_train_batch_size=64,
+               per_device_eval_batch_size=64, eval_strategy="steps", eval_steps=500, save_steps=500),
+    # A few minutes on 2 CPU cores with the shipped sample; NOT the paper's setting.
+    sample=dict(max_seq_length=64, early_stopping_patience=5, learning_rate=5e-4, max_steps=100,
+                eval_steps=50, save_steps=50),
+)  # fmt: skip
 
 
 @dataclass
-class ParsingArguments(TaskArguments):
+class ParsingArguments(task_cli.TaskArguments):
     tokens_column: str = field(default="tokens", metadata={"help": "Column of word lists."})
     heads_column: str = field(
         default="heads",
@@ -123,13 +82,13 @@ class ParsingArguments(TaskArguments):
 
 
 def main():
-    args, run_args, dropout, training_args = parse_task_arguments(
+    args, run_args, dropout, training_args = task_cli.parse_task_arguments(
         ParsingArguments, RECIPES, __doc__
     )
-    splits, skipped = load_task_splits(
+    splits, skipped = task_cli.load_task_splits(
         args,
         [args.tokens_column, args.heads_column, args.deprels_column],
-        lambda row: parsing_row_problem(
+        lambda row: task_data.parsing_row_problem(
             row, args.tokens_column, args.heads_column, args.deprels_column
         ),
     )
@@ -140,7 +99,7 @@ def main():
             return rows
         return [[str(name).split(":")[0] for name in row] for row in rows]
 
-    relations = label_list(relation_names("train"))
+    relations = task_data.label_list(relation_names("train"))
     label2id = {name: index for index, name in enumerate(relations)}
 
     def prepare(split):
@@ -149,12 +108,12 @@ def main():
             {
                 "tokens": part[args.tokens_column],
                 "arc_labels": [[int(head) for head in heads] for heads in part[args.heads_column]],
-                "rel_labels": encode_labels(relation_names(split), label2id, split),
+                "rel_labels": task_data.encode_labels(relation_names(split), label2id, split),
             }
         )
 
-    data = select_samples({split: prepare(split) for split in splits}, run_args)
-    model = load_labelled_model(
+    data = task_cli.select_samples({split: prepare(split) for split in splits}, run_args)
+    model = task_cli.load_labelled_model(
         PixelM4ForBiaffineParsing,
         args,
         dropout,
@@ -162,23 +121,17 @@ def main():
         parser_variant=args.parser_variant,
         parser_decoding=args.parser_decoding,
     )
-    train_task_model(
-        args,
-        training_args,
-        model,
-        data,
-        skipped,
-        partial(
-            WordTaskCollator,
-            label_fields=("arc_labels", "rel_labels"),
-            head_fields=("arc_labels",),
-            score_truncated_words=args.score_truncated_words,
-        ),
-        compute_metrics=parsing_metrics,
-        preprocess_logits_for_metrics=partial(
-            preprocess_parser_logits, decoding=model.config.parser_decoding
-        ),
+    collator = partial(
+        task_data.WordTaskCollator,
+        label_fields=("arc_labels", "rel_labels"),
+        head_fields=("arc_labels",),
+        score_truncated_words=args.score_truncated_words,
     )
+    decode = partial(task_metrics.preprocess_parser_logits, decoding=model.config.parser_decoding)
+    task_cli.train_task_model(
+        args, training_args, model, data, skipped, collator, task_metrics.parsing_metrics,
+        preprocess_logits_for_metrics=decode,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

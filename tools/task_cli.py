@@ -311,6 +311,7 @@ PAPER_TRAINING = dict(
     adam_epsilon=1e-8,
     load_best_model_at_end=True,
     save_total_limit=2,
+    logging_steps=50,  # ours
 )
 
 
@@ -325,6 +326,22 @@ SAMPLE_TRAINING = dict(
     save_total_limit=1,
     report_to="none",
 )
+
+
+def task_recipes(
+    sample_files: Sequence[Path], output_dir: str, metric: str, sample: dict, paper: dict
+) -> dict[str, dict]:
+    """A script's `--recipe` defaults: "sample" (the first, the default) = SAMPLE_TRAINING +
+    `sample`, "paper" = PAPER_TRAINING + `paper`; both default to the shipped (train,
+    validation, test) `sample_files`, `output_dir` and `metric` for the best checkpoint."""
+    files = dict(
+        zip(("train_file", "validation_file", "test_file"), map(str, sample_files), strict=True)
+    )
+    both = dict(files, output_dir=output_dir, metric_for_best_model=metric)
+    return {
+        "sample": {**SAMPLE_TRAINING, **both, **sample},
+        "paper": {**PAPER_TRAINING, **both, **paper},
+    }
 
 
 def configure_evaluation(training_args, has_validation: bool) -> bool:
@@ -477,7 +494,8 @@ def write_task_card(trainer, card: dict) -> None:
     usage_snippet = {
         "text-classification": 'print(pipe("Pixels, not tokens."))  # {"label": ..., "score": ...}',
         "token-classification": 'print(pipe("Maria lives in Oslo ."))  # per word: entity, score, start, end',
-        "dependency-parsing": 'print(pipe("Maria lives in Oslo ."))  # per word: head, relation, score',
+        "dependency-parsing": 'print(pipe("Maria lives in Oslo ."))  # per word: head, relation, score\n'
+        "# well-formed trees: decode_trees of this folder's parsing_pixel_m4.py (its docstring)",
     }.get(task, "")
     section = "\n".join(
         [
@@ -616,10 +634,12 @@ def load_labelled_model(model_class, args: TaskArguments, dropout, labels: list[
     )
 
 
-def train_task_model(args, training_args, model, data: dict, skipped: dict, collator, **kwargs):
-    """The rest of a task script: the renderer, a Trainer with `collator(renderer, num_patches)`,
-    early stopping when there is a validation split, then `run_and_save`. `kwargs`:
-    compute_metrics and the other Trainer arguments of the task."""
+def train_task_model(
+    args, training_args, model, data: dict, skipped: dict, collator, compute_metrics, **kwargs
+):
+    """The rest of a task script: the renderer, a Trainer with `collator(renderer, num_patches)`
+    and `compute_metrics`, early stopping when there is a validation split, then `run_and_save`.
+    `kwargs`: other Trainer arguments of the task."""
     from transformers import EarlyStoppingCallback
 
     renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
@@ -631,6 +651,7 @@ def train_task_model(args, training_args, model, data: dict, skipped: dict, coll
         train_dataset=data["train"],
         eval_dataset=data.get("validation") if evaluating else None,
         data_collator=collator(renderer, model.config.num_patches),
+        compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
         **kwargs,
     )
