@@ -101,6 +101,8 @@ def parse_args_or_file(parser, args=None, defaults: dict | None = None):
 
 def read_args_file(path: str) -> dict:
     """The arguments of a `.json` or `.yaml` file, as a dict."""
+    # Not HfArgumentParser.parse_json_file / parse_yaml_file: the recipe a file names and the
+    # script's defaults go in before its values (parse_dict), and a non-mapping needs a clear error.
     with open(path, encoding="utf-8") as handle:
         if path.endswith(".json"):
             values = json.load(handle)
