@@ -13,7 +13,8 @@ from transformers import (
     AutoModelForTokenClassification,
 )
 
-from .configuration_pixel_m4 import PRESETS, PixelFallbackConfig, PixelM4Config
+from .configuration_pixel_fallback import PixelFallbackConfig
+from .configuration_pixel_m4 import PRESETS, PixelM4Config
 from .modeling_pixel_fallback import PixelFallbackEncoder, PixelFallbackForCausalLM
 from .modeling_pixel_m4 import (
     PixelM4ForBiaffineParsing,
@@ -22,7 +23,7 @@ from .modeling_pixel_m4 import (
     PixelM4ForTokenClassification,
     PixelM4Model,
 )
-from .processing_pixel_m4 import PixelFallbackProcessor
+from .processing_pixel_fallback import PixelFallbackProcessor
 
 AutoConfig.register(PixelM4Config.model_type, PixelM4Config, exist_ok=True)
 AutoModel.register(PixelM4Config, PixelM4Model, exist_ok=True)

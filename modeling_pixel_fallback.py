@@ -21,16 +21,15 @@ import logging
 import os
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
-from transformers.dynamic_module_utils import custom_object_save
 from transformers.masking_utils import create_bidirectional_mask, packed_sequence_mask_function
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import cached_file
 
-from .configuration_pixel_m4 import PixelFallbackConfig
-from .modeling_pixel_m4 import PixelM4Layer, as_model_pixels
+from .configuration_pixel_fallback import PixelFallbackConfig
+from .layers_pixel import PixelLayer, as_model_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ class PixelFallbackPreTrainedModel(PreTrainedModel):
     base_model_prefix = "fallback"
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["PixelFallbackEmbeddings", "PixelM4Layer"]
+    _no_split_modules = ["PixelFallbackEmbeddings", "PixelLayer"]
     _supports_sdpa = True
     # Flash attention kernels take no dense mask: words would attend across each other.
     _supports_flash_attn = False
@@ -124,7 +123,7 @@ class PixelFallbackEncoder(PixelFallbackPreTrainedModel):
             )
         self.embeddings = PixelFallbackEmbeddings(config)
         self.layers = nn.ModuleList(
-            PixelM4Layer(
+            PixelLayer(
                 config, config.hidden_size, config.num_attention_heads, config.intermediate_size
             )
             for _ in range(config.num_hidden_layers)
@@ -338,7 +337,6 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
                 "config.base_model_name_or_path is empty: load the language model with "
                 "from_pretrained(name_or_path) or set it, so the adapter can find its LLM again"
             )
-        os.makedirs(save_directory, exist_ok=True)
         peft_wrapped = hasattr(self.language_model, "peft_config")
         if not peft_wrapped and any(p.requires_grad for p in self.language_model.parameters()):
             logger.warning(
@@ -346,17 +344,15 @@ class PixelFallbackForCausalLM(PixelFallbackPreTrainedModel):
                 "saved (the base LLM is loaded from %s)",
                 self.config.base_model_name_or_path,
             )
-        if self._auto_class is not None:
-            custom_object_save(self, save_directory, config=self.config)
-        self.config.architectures = [self.__class__.__name__]
-        self.config.save_pretrained(save_directory)
-        state_dict = state_dict if state_dict is not None else self.state_dict()
-        weights = {
-            name: tensor.detach().contiguous()
+        if state_dict is None:
+            state_dict = self.state_dict()
+        # config (naming the base LLM), remote-code modules and the fallback's weights alone
+        fallback_weights = {
+            name: tensor
             for name, tensor in state_dict.items()
             if not name.startswith("language_model.")
         }
-        save_file(weights, os.path.join(save_directory, WEIGHTS_NAME), metadata={"format": "pt"})
+        super().save_pretrained(save_directory, state_dict=fallback_weights, **kwargs)
         if peft_wrapped:
             self.language_model.save_pretrained(os.path.join(save_directory, ADAPTER_SUBFOLDER))
 

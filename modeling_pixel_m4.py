@@ -13,23 +13,21 @@ P patch size.
 
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
-from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.import_utils import is_tracing, torch_compilable_check
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_pixel_m4 import PixelM4Config
+from .layers_pixel import PixelAttention, PixelLayer, as_model_pixels
 
 # ---------------------------------------------------------------------------------------------
 # Pixels <-> patches, positions, masking
@@ -41,16 +39,6 @@ def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     batch, channels, height, width = pixel_values.shape
     patches = pixel_values.reshape(batch, channels, height, width // patch_size, patch_size)
     return patches.permute(0, 3, 2, 4, 1).reshape(batch, width // patch_size, -1)
-
-
-def as_model_pixels(pixel_values: torch.Tensor, num_channels: int) -> torch.Tensor:
-    """The renderer's compact format (uint8 [B, 1, P, W], 255 = white; any integer dtype, as
-    `datasets`' torch format turns uint8 into int64) -> float32 [B, C, P, W] in [0, 1] on the
-    tensor's own device, exactly what `output_format="float32"` gives; float pixels pass
-    through unchanged."""
-    if pixel_values.is_floating_point():
-        return pixel_values
-    return (pixel_values.to(torch.float32) / 255).expand(-1, num_channels, -1, -1)
 
 
 def unpatchify(patches: torch.Tensor, patch_size: int, num_channels: int) -> torch.Tensor:
@@ -190,81 +178,9 @@ def pool_patches(
 
 
 # ---------------------------------------------------------------------------------------------
-# Transformer blocks
+# Embeddings, pooler, MAE decoder (the transformer layer is in layers_pixel.py, shared with the
+# pixel fallback)
 # ---------------------------------------------------------------------------------------------
-
-
-def eager_attention_forward(
-    module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs
-):
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # [B, heads, N, N]
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
-
-
-class PixelM4Attention(nn.Module):
-    def __init__(self, config: PixelM4Config, hidden_size: int, num_heads: int):
-        super().__init__()
-        self.config = config
-        self.head_dim = hidden_size // num_heads
-        self.scaling = self.head_dim**-0.5
-        self.is_causal = False
-        self.q_proj = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
-        self.k_proj = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
-        self.v_proj = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
-        self.o_proj = nn.Linear(hidden_size, hidden_size)
-
-    def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
-    ):
-        batch, length, _ = hidden_states.shape
-        heads_shape = (batch, length, -1, self.head_dim)
-        query = self.q_proj(hidden_states).view(heads_shape).transpose(1, 2)  # [B, heads, N, d]
-        key = self.k_proj(hidden_states).view(heads_shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(heads_shape).transpose(1, 2)
-
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        output, weights = attention(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
-        # The weights [B, heads, N, N] (None under sdpa/flash) are what `output_attentions` records.
-        return self.o_proj(output.reshape(batch, length, -1)), weights
-
-
-class PixelM4Layer(GradientCheckpointingLayer):
-    """Pre-LN transformer block; the decoder uses it with its own sizes."""
-
-    def __init__(
-        self, config: PixelM4Config, hidden_size: int, num_heads: int, intermediate_size: int
-    ):
-        super().__init__()
-        self.layernorm_before = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.attention = PixelM4Attention(config, hidden_size, num_heads)
-        self.layernorm_after = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.fc1 = nn.Linear(hidden_size, intermediate_size)
-        self.activation = ACT2FN[config.hidden_act]
-        self.fc2 = nn.Linear(intermediate_size, hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
-    ):
-        attended, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
-        hidden_states = hidden_states + self.dropout(attended)
-        mlp = self.fc2(self.activation(self.fc1(self.layernorm_after(hidden_states))))
-        return hidden_states + self.dropout(mlp)
 
 
 class PixelM4Embeddings(nn.Module):
@@ -328,7 +244,7 @@ class PixelM4Decoder(nn.Module):
             torch.zeros(1, config.num_patches + 1, size), requires_grad=False
         )
         self.decoder_layers = nn.ModuleList(
-            PixelM4Layer(
+            PixelLayer(
                 config, size, config.decoder_num_attention_heads, config.decoder_intermediate_size
             )
             for _ in range(config.decoder_num_hidden_layers)
@@ -364,6 +280,7 @@ class PixelM4Decoder(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+# Not transformers' BaseModelOutput: the pooling heads also need `attention_mask` (with CLS).
 @dataclass
 class PixelM4ModelOutput(ModelOutput):
     """`last_hidden_state` [B, 1+N, D] (CLS first; N = L, or K visible patches in pretraining),
@@ -377,6 +294,7 @@ class PixelM4ModelOutput(ModelOutput):
     attention_mask: torch.Tensor | None = None
 
 
+# transformers' generic outputs have no `mask`; ViTMAEForPreTrainingOutput belongs to ViT-MAE.
 @dataclass
 class PixelM4ForPreTrainingOutput(ModelOutput):
     """`logits` [B, L, P*P*C] predicted patches (normalised pixels if `norm_pix_loss`), `mask`
@@ -396,13 +314,13 @@ class PixelM4PreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["PixelM4Embeddings", "PixelM4Layer"]
+    _no_split_modules = ["PixelM4Embeddings", "PixelLayer"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
     # `output_hidden_states` / `output_attentions` are recorded by hooks on these modules (as
     # transformers' ViT-MAE does); only the encoder's modules are hooked, never the decoder's.
-    _can_record_outputs = {"hidden_states": PixelM4Layer, "attentions": PixelM4Attention}
+    _can_record_outputs = {"hidden_states": PixelLayer, "attentions": PixelAttention}
 
     @classmethod
     def remote_code_auto_map(cls) -> dict[str, str]:
@@ -456,11 +374,12 @@ class PixelM4Model(PixelM4PreTrainedModel):
     """
 
     # Loading the encoder alone from a pretraining or task folder leaves out the decoder / head
-    # on purpose: no unexpected-keys report for them.
+    # on purpose: no unexpected-keys report for them (nor for the ViT pooler of the heads that
+    # have one, `vit.pooler.`: a plain encoder has none).
     _keys_to_ignore_on_load_unexpected = [
         r"^decoder\.",
         r"^classifier\.",
-        r"^pooler\.",
+        r"^(vit\.)?pooler\.",
         r"^(arc|rel)_(dependent|head)\.",
         r"^biaffine_(arcs|rels)\.",
     ]
@@ -471,7 +390,7 @@ class PixelM4Model(PixelM4PreTrainedModel):
         super().__init__(config)
         self.embeddings = PixelM4Embeddings(config, pretraining=pretraining)
         self.layers = nn.ModuleList(
-            PixelM4Layer(
+            PixelLayer(
                 config, config.hidden_size, config.num_attention_heads, config.intermediate_size
             )
             for _ in range(config.num_hidden_layers)
@@ -840,16 +759,6 @@ def check_labels(
     )
 
 
-@dataclass
-class PixelM4TaskOutput(ModelOutput):
-    """`logits` [B, num_labels] (sequence) or [B, W, num_labels] (token classification)."""
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
 class PixelM4PoolingHead(nn.Module):
     """The published classification pooler (pixel/models/pooling.py,
     PoolingForSequenceClassificationHead): every patch through Linear + GELU + LayerNorm
@@ -883,6 +792,8 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
         self.num_labels = config.num_labels
+        # transformers picks the loss by class name; a subclass named otherwise keeps this one
+        self.loss_type = "ForSequenceClassification"
         cls_pooling = config.pooling_mode == "cls"
         self.vit = PixelM4Model(config, add_pooling_layer=cls_pooling)
         self.pooler = None if cls_pooling else PixelM4PoolingHead(config)
@@ -896,7 +807,7 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs,
-    ) -> PixelM4TaskOutput:
+    ) -> SequenceClassifierOutput:
         encoded = self.vit(pixel_values, attention_mask, return_dict=True, **kwargs)
         hidden = encoded.last_hidden_state
         if self.pooler is None:
@@ -905,7 +816,7 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
             pooled = self.pooler(hidden, encoded.attention_mask, self.config.pooling_mode)
         logits = self.classifier(pooled)
         loss = None if labels is None else self.classification_loss(logits, labels)
-        return PixelM4TaskOutput(
+        return SequenceClassifierOutput(
             loss=loss,
             logits=logits,
             hidden_states=encoded.hidden_states,
@@ -913,6 +824,10 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
         )
 
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """transformers' ForSequenceClassification loss (problem_type as there) after checks of
+        the labels, on float32 logits (and float labels for regression / multi-label, which it
+        does not convert). The Trainer's `num_items_in_batch` is not passed: the loss stays the
+        batch mean, as published."""
         if self.config.problem_type is None:
             if self.num_labels == 1:
                 self.config.problem_type = "regression"
@@ -920,17 +835,18 @@ class PixelM4ForSequenceClassification(PixelM4PreTrainedModel):
                 self.config.problem_type = "single_label_classification"
             else:
                 self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "regression":
-            return nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
         if self.config.problem_type == "single_label_classification":
             check_labels("labels", labels, self.num_labels)
-            return nn.functional.cross_entropy(logits.float(), labels.view(-1))
-        if labels.shape != logits.shape:
-            raise ValueError(
-                f"multi-label labels must be multi-hot of shape {tuple(logits.shape)}, "
-                f"got {tuple(labels.shape)}"
-            )
-        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        else:
+            if self.config.problem_type == "multi_label_classification" and (
+                labels.shape != logits.shape
+            ):
+                raise ValueError(
+                    f"multi-label labels must be multi-hot of shape {tuple(logits.shape)}, "
+                    f"got {tuple(labels.shape)}"
+                )
+            labels = labels.float()
+        return self.loss_function(labels=labels, pooled_logits=logits.float(), config=self.config)
 
 
 class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
@@ -940,6 +856,8 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
     def __init__(self, config: PixelM4Config):
         super().__init__(config)
         self.num_labels = config.num_labels
+        # transformers picks the loss by class name; a subclass named otherwise keeps this one
+        self.loss_type = "ForTokenClassification"
         self.vit = PixelM4Model(config)
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
@@ -953,7 +871,7 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs,
-    ) -> PixelM4TaskOutput:
+    ) -> TokenClassifierOutput:
         word_spans = check_word_spans(
             word_spans, pixel_values.shape[0], pixel_values.shape[-1] // self.config.patch_size
         )
@@ -965,10 +883,10 @@ class PixelM4ForTokenClassification(PixelM4PreTrainedModel):
             check_labels("labels", labels, self.num_labels, word_spans.shape[:2])
             # words without patches (truncated) cannot be predicted: leave them out of the loss
             targets = labels.masked_fill(word_spans[..., 1] <= word_spans[..., 0], -100)
-            loss = nn.functional.cross_entropy(
-                logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100
-            )
-        return PixelM4TaskOutput(
+            # transformers' ForTokenClassification loss (float32, mean over scored words); no
+            # `num_items_in_batch`: the Trainer would count the truncated words too
+            loss = self.loss_function(logits=logits, labels=targets, config=self.config)
+        return TokenClassifierOutput(
             loss=loss,
             logits=logits,
             hidden_states=encoded.hidden_states,
@@ -993,6 +911,7 @@ class PixelM4Biaffine(nn.Module):
         return torch.einsum("bnx,oxy,bmy->bnmo", x, self.weight, y)
 
 
+# No transformers output holds arc / relation scores and the word mask of a parser.
 @dataclass
 class PixelM4ParsingOutput(ModelOutput):
     """`arc_logits` [B, W, 1+W]: score of each head (0 = ROOT, j = word j) for each word (the

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from pixel_m4.configuration_pixel_m4 import FALLBACK_PRESETS, PixelFallbackConfig
+from pixel_m4.configuration_pixel_fallback import FALLBACK_PRESETS, PixelFallbackConfig
 from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM
-from pixel_m4.processing_pixel_m4 import (
+from pixel_m4.processing_pixel_fallback import (
     DEFAULT_WORD_SEGMENTER,
     PIXEL_WORD_RULES,
     PixelFallbackProcessor,

@@ -35,9 +35,9 @@ from transformers import (
     set_seed,
 )
 
-from pixel_m4.configuration_pixel_m4 import FALLBACK_PRESETS, PixelFallbackConfig
+from pixel_m4.configuration_pixel_fallback import FALLBACK_PRESETS, PixelFallbackConfig
 from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM, generate_text
-from pixel_m4.processing_pixel_m4 import (
+from pixel_m4.processing_pixel_fallback import (
     MAX_SOURCE_LENGTH,
     MAX_TARGET_LENGTH,
     PIXEL_WORD_RULES,

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from pixel_m4.configuration_pixel_m4 import PixelFallbackConfig, PixelM4Config
+from pixel_m4.configuration_pixel_fallback import PixelFallbackConfig
+from pixel_m4.configuration_pixel_m4 import PixelM4Config
 from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining, PixelM4Model
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer, default_font_files
 from pixel_m4.tools.convert import convert_pixel_checkpoint

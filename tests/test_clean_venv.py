@@ -17,9 +17,9 @@ import pytest
 from packaging.requirements import Requirement
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pixel_m4.configuration_pixel_m4 import PixelFallbackConfig
+from pixel_m4.configuration_pixel_fallback import PixelFallbackConfig
 from pixel_m4.modeling_pixel_fallback import PixelFallbackForCausalLM
-from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor
+from pixel_m4.processing_pixel_fallback import PixelFallbackProcessor
 from pixel_m4.tools.convert import convert_pixel_checkpoint
 from pixel_m4.tools.hub import create_hub_folder
 

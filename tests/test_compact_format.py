@@ -4,7 +4,9 @@ model class (converted on its device) with the outputs of the float32 3-channel 
 import pytest
 import torch
 
-from pixel_m4.configuration_pixel_m4 import PixelFallbackConfig, PixelM4Config
+from pixel_m4.configuration_pixel_fallback import PixelFallbackConfig
+from pixel_m4.configuration_pixel_m4 import PixelM4Config
+from pixel_m4.layers_pixel import as_model_pixels
 from pixel_m4.modeling_pixel_fallback import PixelFallbackEncoder
 from pixel_m4.modeling_pixel_m4 import (
     PixelM4ForBiaffineParsing,
@@ -12,7 +14,6 @@ from pixel_m4.modeling_pixel_m4 import (
     PixelM4ForSequenceClassification,
     PixelM4ForTokenClassification,
     PixelM4Model,
-    as_model_pixels,
 )
 from pixel_m4.processing_pixel_m4 import pad_to_patches
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
@@ -132,7 +133,7 @@ def test_fallback_encoder_reads_uint8_like_float32():
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
-    from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor
+    from pixel_m4.processing_pixel_fallback import PixelFallbackProcessor
 
     # render_words needs no real vocabulary; the processor needs a transformers tokenizer
     # (ProcessorMixin checks its class) with an eos token

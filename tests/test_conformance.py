@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers.exporters.configs import DynamoConfig
 from transformers.exporters.exporter_dynamo import DynamoExporter
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 from transformers.utils import logging
 
 from pixel_m4.configuration_pixel_m4 import PixelM4Config
@@ -174,6 +175,44 @@ def test_return_dict_false_returns_the_outputs_tuple(model_class, via):
     if model_class in (PixelM4ForSequenceClassification, PixelM4ForTokenClassification):
         loss, logits = as_tuple[:2]  # transformers' order: loss first
         assert loss.dim() == 0 and logits.shape[-1] == 3
+
+
+# ------------------------------------------------------------------------ outputs and losses
+
+
+@pytest.mark.parametrize(
+    ("model_class", "output_class", "labels"),
+    [
+        (PixelM4ForSequenceClassification, SequenceClassifierOutput, torch.tensor([0, 2])),
+        (
+            PixelM4ForTokenClassification,
+            TokenClassifierOutput,
+            torch.tensor([[0, 1, 2], [1, 2, 0]]),
+        ),
+    ],
+)
+def test_classifiers_use_transformers_outputs_and_loss_function(model_class, output_class, labels):
+    """As transformers' heads: the standard output class, the loss from `self.loss_function`
+    (LOSS_MAPPING, replaceable), the mean cross entropy over scored labels."""
+    model = make_model(model_class)
+    inputs = make_inputs(model_class)
+    with torch.no_grad():
+        output = model(**inputs, labels=labels)
+    assert type(output) is output_class
+    scored = labels.clone()
+    if model_class is PixelM4ForTokenClassification:
+        scored[1, 2] = -100  # the empty span [3, 3): a word without patches is not scored
+    expected = torch.nn.functional.cross_entropy(output.logits.flatten(0, -2), scored.flatten())
+    assert torch.equal(output.loss, expected)
+    # the loss is not picked by class name (transformers' default): a renamed subclass keeps it
+    renamed = make_model(type("MyHead", (model_class,), {}))
+    with torch.no_grad():
+        assert torch.equal(renamed(**inputs, labels=labels).loss, expected)
+    calls = []
+    model.loss_function = lambda **kwargs: calls.append(kwargs) or torch.tensor(7.0)
+    with torch.no_grad():
+        assert model(**inputs, labels=labels).loss == 7.0
+    assert len(calls) == 1 and calls[0]["config"] is model.config
 
 
 # ------------------------------------------------------------------------ torch.export

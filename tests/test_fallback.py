@@ -16,14 +16,14 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
 
-from pixel_m4.configuration_pixel_m4 import PixelFallbackConfig
+from pixel_m4.configuration_pixel_fallback import PixelFallbackConfig
 from pixel_m4.modeling_pixel_fallback import (
     PixelFallbackEncoder,
     PixelFallbackForCausalLM,
     mean_per_word,
     positions_within_words,
 )
-from pixel_m4.processing_pixel_m4 import PixelFallbackProcessor, load_word_segmenter
+from pixel_m4.processing_pixel_fallback import PixelFallbackProcessor, load_word_segmenter
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 from pixel_m4.tools.hub import FALLBACK_HUB_FILES
 
@@ -32,6 +32,12 @@ from tiny_causal_lm import tiny_causal_lm_path
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = "Translate from Hindi to English:\n{text}\nEnglish:"
 MIXED = ["मैं घर जा रहा हूँ, OK?", "Привет мир and friends", "ไทย 中文字"]
+# The remote code of a folder the processor alone saves: the Hub files but the model's modules.
+PROCESSOR_MODULES = set(FALLBACK_HUB_FILES) - {
+    "configuration_pixel_fallback.py",
+    "modeling_pixel_fallback.py",
+    "layers_pixel.py",
+}
 
 
 @pytest.fixture(scope="module")
@@ -389,10 +395,11 @@ def test_auto_processor_loads_a_saved_folder_with_remote_code(tokenizer, rendere
     processor = PixelFallbackProcessor(tokenizer, renderer, max_source_length=100)
     processor.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "processor_config.json").read_text())
-    assert config["auto_map"] == {"AutoProcessor": "processing_pixel_m4.PixelFallbackProcessor"}
+    assert config["auto_map"] == {
+        "AutoProcessor": "processing_pixel_fallback.PixelFallbackProcessor"
+    }
     assert (config["pixel_word_rule"], config["word_segmenter"]) == ("all", "thai")
-    for module in ("processing_pixel_m4.py", "rendering_pixel_m4.py"):
-        assert (tmp_path / module).is_file(), module
+    assert {path.name for path in tmp_path.glob("*.py")} == PROCESSOR_MODULES
     loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(loaded).__name__ == "PixelFallbackProcessor"
     assert type(loaded).__module__.startswith("transformers_modules.")  # the folder's code
@@ -553,6 +560,21 @@ def test_bad_language_models(llm_path):
         PixelFallbackForCausalLM(PixelFallbackConfig.from_preset("test", llm_hidden_size=32), llm)
 
 
+LOAD_FALLBACK_FOLDER = """
+import json, sys
+import torch
+from transformers import AutoModelForCausalLM, AutoProcessor
+folder, texts, template = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+for module in (type(model).__module__, type(processor).__module__):
+    assert module.startswith("transformers_modules."), module
+assert "pixel_m4" not in sys.modules
+with torch.no_grad():
+    torch.save(model(**processor(texts, template=template)).logits, folder + "/logits.pt")
+"""
+
+
 def test_save_load_round_trip_with_dora(llm_path, processor, tmp_path):
     from peft import LoraConfig
 
@@ -567,19 +589,37 @@ def test_save_load_round_trip_with_dora(llm_path, processor, tmp_path):
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
 
-    saved = load_file(tmp_path / "model.safetensors")
-    assert saved and all(name.startswith("fallback.") for name in saved)  # no LLM weights
+    saved, state = load_file(tmp_path / "model.safetensors"), model.state_dict()
+    fallback_names = {name for name in state if name.startswith("fallback.")}
+    assert saved.keys() == fallback_names  # no LLM weights
+    assert all(torch.equal(saved[name], state[name]) for name in saved)
     assert json.loads((tmp_path / "config.json").read_text())["base_model_name_or_path"] == llm_path
     assert (tmp_path / "llm_adapter" / "adapter_model.safetensors").exists()
-    # the remote code written by save_pretrained is exactly the fallback's list of Hub files
+    # the remote code written by save_pretrained is exactly the fallback's list of Hub files: not
+    # PIXEL-M4's modeling, configuration or pipeline files
     assert {path.name for path in tmp_path.glob("*.py")} == set(FALLBACK_HUB_FILES)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_pixel_fallback.PixelFallbackConfig",
+        "AutoModelForCausalLM": "modeling_pixel_fallback.PixelFallbackForCausalLM",
+    }
 
     loaded = PixelFallbackForCausalLM.from_pretrained(tmp_path)
     reloaded_processor = PixelFallbackProcessor.from_pretrained(tmp_path)
     batch = reloaded_processor(MIXED, template=TEMPLATE)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
+        logits = model(**batch).logits
+        torch.testing.assert_close(loaded(**batch).logits, logits)
     assert not any(p.requires_grad for p in loaded.parameters())
+
+    # the folder's own code alone (a fresh process that never imports pixel_m4) gives the same
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_FALLBACK_FOLDER, str(tmp_path), json.dumps(MIXED), TEMPLATE],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert torch.equal(torch.load(tmp_path / "logits.pt"), logits)
 
 
 def test_save_needs_base_model_name(llm_path, tmp_path):
@@ -628,7 +668,7 @@ def test_run_fallback_script_end_to_end(llm_path, tmp_path):
     saved = json.loads((output / "processor_config.json").read_text())
     assert (saved["max_source_length"], saved["max_target_length"]) == (256, 256)
     assert (output / "llm_adapter" / "adapter_model.safetensors").exists()
-    assert (output / "processing_pixel_m4.py").exists()
+    assert {path.name for path in output.glob("*.py")} == set(FALLBACK_HUB_FILES)
     num_saved = sum(t.numel() for t in load_file(output / "model.safetensors").values())
 
     # the Hub card: YAML metadata for the task and base LLM, the run's scores, install line

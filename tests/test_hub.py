@@ -59,6 +59,7 @@ def test_folder_has_everything_a_hub_repo_needs(hub_folder):
         "preprocessor_config.json",
         "README.md",
         "configuration_pixel_m4.py",
+        "layers_pixel.py",
         "modeling_pixel_m4.py",
         "rendering_pixel_m4.py",
         "NotoSans[wght].ttf",

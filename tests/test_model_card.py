@@ -67,7 +67,8 @@ def test_card_snippets_run_against_the_folder(folder, monkeypatch, capsys):
 
 EXPECTED_UPLOAD = {
     "config.json", "model.safetensors", "README.md", "preprocessor_config.json",
-    "configuration_pixel_m4.py", "modeling_pixel_m4.py", "rendering_pixel_m4.py", "pipeline_pixel_m4.py",
+    "configuration_pixel_m4.py", "layers_pixel.py", "modeling_pixel_m4.py", "rendering_pixel_m4.py",
+    "pipeline_pixel_m4.py",
     "NotoSans[wght].ttf", "NotoSansDevanagari[wght].ttf", "NotoSansCJK-VF.otf.ttc",
 }  # fmt: skip
 

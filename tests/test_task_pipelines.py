@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import pipeline
 
 from pixel_m4.configuration_pixel_m4 import PixelM4Config
@@ -212,10 +213,37 @@ def test_lora_target_modules():
     assert model(pixel_values=pixels).logits.shape == (2, 7)
 
 
-def test_encoder_from_pretraining_or_task_folder_reports_no_unexpected_keys(tmp_path, capfd):
-    PixelM4ForPreTraining(small_config()).save_pretrained(tmp_path / "pretraining")
-    PixelM4ForBiaffineParsing(small_config(num_labels=2)).save_pretrained(tmp_path / "parser")
-    capfd.readouterr()
-    for folder in ("pretraining", "parser"):
-        PixelM4Model.from_pretrained(tmp_path / folder)
-    assert "UNEXPECTED" not in capfd.readouterr().err
+def test_encoder_from_pretraining_or_task_folder_reports_no_unexpected_keys(tmp_path, caplog):
+    """PixelM4Model._keys_to_ignore_on_load_unexpected: the decoder and every head's weights
+    are left out silently; any other stray weight is still reported."""
+    folders = {
+        "pretraining": PixelM4ForPreTraining(small_config()),
+        "classifier": PixelM4ForSequenceClassification(small_config(num_labels=2)),
+        "cls_classifier": PixelM4ForSequenceClassification(
+            small_config(num_labels=2, pooling_mode="cls")
+        ),
+        "tagger": PixelM4ForTokenClassification(small_config(num_labels=2)),
+        "parser": PixelM4ForBiaffineParsing(small_config(num_labels=2)),
+        "dozat_manning": PixelM4ForBiaffineParsing(
+            small_config(num_labels=2, parser_variant="dozat_manning")
+        ),
+    }
+    for name, model in folders.items():
+        model.save_pretrained(tmp_path / name)
+    caplog.clear()
+    left_out = set()
+    for name in folders:
+        _, info = PixelM4Model.from_pretrained(tmp_path / name, output_loading_info=True)
+        assert not info["unexpected_keys"] and not info["missing_keys"], name
+        saved = load_file(tmp_path / name / "model.safetensors")
+        left_out |= {key.split(".")[0] for key in saved if not key.startswith("vit.")}
+    assert "UNEXPECTED" not in caplog.text
+    assert left_out == {"decoder", "pooler", "classifier", "biaffine_arcs", "biaffine_rels",
+                        "arc_dependent", "arc_head", "rel_dependent", "rel_head"}  # fmt: skip
+
+    stray = load_file(tmp_path / "pretraining" / "model.safetensors")
+    stray["decoderish.weight"] = torch.zeros(1)
+    save_file(stray, tmp_path / "pretraining" / "model.safetensors", metadata={"format": "pt"})
+    _, info = PixelM4Model.from_pretrained(tmp_path / "pretraining", output_loading_info=True)
+    assert set(info["unexpected_keys"]) == {"decoderish.weight"}
+    assert "UNEXPECTED" in caplog.text and "decoderish.weight" in caplog.text

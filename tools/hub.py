@@ -28,6 +28,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # can name, so each resolves in the folder.
 PIXEL_M4_HUB_FILES = (
     "configuration_pixel_m4.py",
+    "layers_pixel.py",
     "modeling_pixel_m4.py",
     "rendering_pixel_m4.py",  # the renderer class, and its parts:
     "rendering_native.py",
@@ -43,12 +44,10 @@ PIXEL_M4_HUB_FILES = (
 # A pixel fallback folder (PixelFallbackForCausalLM / PixelFallbackProcessor.save_pretrained):
 # transformers' custom_object_save writes each class's module and its relative imports.
 FALLBACK_HUB_FILES = (
-    "configuration_pixel_m4.py",
+    "configuration_pixel_fallback.py",
+    "layers_pixel.py",
     "modeling_pixel_fallback.py",
-    "modeling_pixel_m4.py",
-    "parsing_pixel_m4.py",
-    "pipeline_pixel_m4.py",
-    "processing_pixel_m4.py",
+    "processing_pixel_fallback.py",
     "rendering_pixel_m4.py",
     "rendering_native.py",
     "rendering_fonts.py",
