@@ -1,6 +1,5 @@
 """Per-layer analysis: recall@k on toy cases with known answers, probing, t-SNE, the script."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -106,18 +105,10 @@ def test_tsne_grid_writes_png(tmp_path):
         tsne_grid(features, ["en"] * 3, tmp_path / "x.png")
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "run_analysis", ROOT / "examples" / "run_analysis.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_run_analysis_script_writes_all_plots(tmp_path):
+@pytest.mark.slow  # the script end to end
+def test_run_analysis_script_writes_all_plots(load_script, monkeypatch, tmp_path):
     out = tmp_path / "analysis"
-    load_script().main(["--random_model_preset", "test", "--max_sentences", "16",
+    load_script("run_analysis", monkeypatch).main(["--random_model_preset", "test", "--max_sentences", "16",
                         "--probe_words_per_language", "16", "--output_dir", str(out)])  # fmt: skip
     for name in ("retrieval.png", "probing.png", "tsne.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
@@ -131,6 +122,6 @@ def test_run_analysis_script_writes_all_plots(tmp_path):
     assert not math.isnan(sum(accuracies))
 
 
-def test_run_analysis_rejects_unknown_analysis():
+def test_run_analysis_rejects_unknown_analysis(load_script, monkeypatch):
     with pytest.raises(ValueError, match=r"--analyses: unknown \['umap'\]"):
-        load_script().main(["--analyses", "umap"])
+        load_script("run_analysis", monkeypatch).main(["--analyses", "umap"])

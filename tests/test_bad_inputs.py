@@ -22,6 +22,7 @@ from pixel_m4.tools.hub import create_hub_folder
 
 NOTO = default_font_files()[0]
 STRIP = 16  # patches of the small test model (a 4 x 4 grid)
+RENDERER = {"max_seq_length": 32}  # conftest's renderer
 
 
 # --------------------------------------------------------------------------------- renderer
@@ -131,11 +132,6 @@ def test_renderer_call_rejects_bad_input(case, renderer):
     args, kwargs, error, message = RENDERER_CALL_CASES[case]
     with pytest.raises(error, match=message):
         renderer(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    return PixelM4TextRenderer(max_seq_length=32)
 
 
 def saved_renderer(tmp_path, edit):
@@ -324,21 +320,13 @@ def test_embed_rejects_bad_input(case, model_folder, renderer):
 
 
 # -------------------------------------------------------------------------------- converter
-def _convert_test_module():
-    """test_convert.py's original-folder writer (tests are not a package: load it by path)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).with_name("test_convert.py")
-    spec = importlib.util.spec_from_file_location("convert_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def original_folder(tmp_path_factory):
-    return _convert_test_module().write_original_folder(tmp_path_factory.mktemp("orig") / "pixel")
+    # test_convert.py's original-folder writer; tests/ is on sys.path (pytest's default import
+    # mode puts each test module's folder there)
+    from test_convert import write_original_folder
+
+    return write_original_folder(tmp_path_factory.mktemp("orig") / "pixel")
 
 
 def copy_of(original_folder, tmp_path, renderer_fields=None, config_fields=None):

@@ -2,14 +2,12 @@
 before training starts, reported with the file, the count and the first row numbers, and
 either stops the run or, with --skip_invalid_rows, is left out and counted in the results."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from pixel_m4.tools.hub import create_hub_folder
 from pixel_m4.tools.task_data import read_conllu, tree_problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,23 +24,6 @@ def conllu(*heads, tokens=None):
     return "".join(
         f"{index}\t{token}\t_\t_\t_\t_\t{head}\t{'root' if head == 0 else 'dep'}\t_\t_\n"
         for index, (token, head) in enumerate(zip(tokens, heads, strict=True), 1)
-    )
-
-
-def run_script(name: str, arguments: list[str], monkeypatch) -> dict:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", [f"{name}.py", *arguments])
-    module.main()
-    output_dir = Path(arguments[arguments.index("--output_dir") + 1])
-    return json.loads((output_dir / "all_results.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    return create_hub_folder(
-        tmp_path_factory.mktemp("pretrained"), preset="test", image_size=(16, 16 * 64)
     )
 
 
@@ -140,7 +121,7 @@ def write_splits(tmp_path, script, bad_split, bad_content):
 
 
 @pytest.mark.parametrize("script, case", TABLE)
-def test_invalid_rows_stop_the_run_before_training(script, case, tmp_path, monkeypatch):
+def test_invalid_rows_stop_the_run_before_training(run_script, script, case, tmp_path, monkeypatch):
     content, split, message = CASES[script][2][case]
     arguments = write_splits(tmp_path, script, split, content)
     output_dir = tmp_path / "out"
@@ -150,7 +131,9 @@ def test_invalid_rows_stop_the_run_before_training(script, case, tmp_path, monke
 
 
 @pytest.mark.slow  # one short training run
-def test_skip_invalid_rows_leaves_them_out_and_counts_them(tmp_path, pretrained, monkeypatch):
+def test_skip_invalid_rows_leaves_them_out_and_counts_them(
+    run_script, tmp_path, pretrained, monkeypatch
+):
     bad_test = GOOD_CONLL + "\u200b\tO\nx\tO\n\n" + "Paris\tLOC\n\n"
     arguments = write_splits(tmp_path, "run_ner", "test", bad_test)
     results = run_script(
@@ -170,7 +153,7 @@ def test_skip_invalid_rows_leaves_them_out_and_counts_them(tmp_path, pretrained,
     assert "test_f1" in results
 
 
-def test_every_row_invalid_is_an_error_even_when_skipping(tmp_path, monkeypatch):
+def test_every_row_invalid_is_an_error_even_when_skipping(run_script, tmp_path, monkeypatch):
     arguments = write_splits(
         tmp_path, "run_classification", "test", CLASSIFICATION_HEADER + "1\t\tx\n"
     )
@@ -239,18 +222,14 @@ FALLBACK_CASES = {
 
 @pytest.mark.parametrize("case", list(FALLBACK_CASES))
 def test_fallback_script_rejects_bad_data_and_flags_before_loading_models(
-    case, tmp_path, monkeypatch
+    load_script, case, tmp_path, monkeypatch
 ):
     content, flags, error, message = FALLBACK_CASES[case]
     train, validation = tmp_path / "train.jsonl", tmp_path / "validation.jsonl"
     validation.write_text(GOOD_PAIRS, encoding="utf-8")
     if content != "MISSING":
         train.write_text(GOOD_PAIRS if content is None else content, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(
-        "run_fallback", ROOT / "examples" / "run_fallback.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("run_fallback", monkeypatch)
     loaded = []
     monkeypatch.setattr(module, "tiny_causal_lm_path", lambda **kwargs: loaded.append(1))
     monkeypatch.setattr(
@@ -283,7 +262,7 @@ PRETRAINING_CASES = {
 
 @pytest.mark.parametrize("case", list(PRETRAINING_CASES))
 def test_pretraining_script_rejects_bad_flags_before_training(
-    case, tmp_path, pretrained, monkeypatch
+    load_script, case, tmp_path, pretrained, monkeypatch
 ):
     flags, message = PRETRAINING_CASES[case]
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"text": \n')
@@ -294,11 +273,7 @@ def test_pretraining_script_rejects_bad_flags_before_training(
         .replace("EMPTY_TXT", str(tmp_path / "empty.txt"))
         for flag in flags
     ]
-    spec = importlib.util.spec_from_file_location(
-        "run_pretraining", ROOT / "examples" / "run_pretraining.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("run_pretraining", monkeypatch)
     output_dir = tmp_path / "out"
     monkeypatch.setattr(
         sys,

@@ -127,14 +127,11 @@ RUN_FOLDERS = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
+def folders(tmp_path_factory, run_script):
     """One folder of each kind the package writes (tiny models, 1 training step)."""
-    sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: not by default
-    try:
-        from test_convert import write_original_folder
-        from test_run_conventions import QUICK, flags, run_script
-    finally:
-        sys.path.remove(str(Path(__file__).parent))
+    # tests/ is on sys.path (pytest's default import mode puts each test module's folder there)
+    from test_convert import write_original_folder
+    from test_run_conventions import QUICK, flags
 
     root = tmp_path_factory.mktemp("folders")
     made = {"pretraining": create_hub_folder(root / "pretraining", preset="test")}
@@ -211,6 +208,7 @@ def test_every_folder_runs_from_raw_text_in_a_clean_venv(folders, tmp_path):
     )
 
 
+@pytest.mark.slow  # a fresh process with Pango hidden
 def test_missing_pango_is_one_clear_error(tmp_path):
     script = textwrap.dedent(
         """

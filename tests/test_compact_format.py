@@ -21,12 +21,8 @@ from pixel_m4.tools.pretraining import RenderingCollator
 from pixel_m4.tools.task_data import SequenceClassificationCollator, WordTaskCollator
 
 PATCHES = 36
+RENDERER = {"max_seq_length": PATCHES}  # conftest's renderer
 TEXTS = ["Hello world, this is text.", "नमस्ते दुनिया", "中文字 Привет"]
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    return PixelM4TextRenderer(max_seq_length=PATCHES)
 
 
 def small_config(**overrides) -> PixelM4Config:

@@ -229,6 +229,7 @@ def assert_same_outputs(exported_output, eager_output):
             torch.testing.assert_close(exported_output[key], value, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # torch.export of every class
 @pytest.mark.parametrize("model_class", CLASSES)
 def test_every_class_exports_and_matches_eager(model_class):
     model = make_model(model_class)
@@ -241,6 +242,7 @@ def test_every_class_exports_and_matches_eager(model_class):
             assert_same_outputs(exported(**sample), model(**sample))
 
 
+@pytest.mark.slow  # torch.export
 def test_exported_word_head_still_rejects_bad_spans():
     model = make_model(PixelM4ForTokenClassification)
     inputs = make_inputs(PixelM4ForTokenClassification)

@@ -94,6 +94,7 @@ def test_pickled_renderer_renders_identically(folder):
     assert (copy.render(TEXTS[1]).pixels == renderer.render(TEXTS[1]).pixels).all()
 
 
+@pytest.mark.slow  # two fresh processes per case
 @pytest.mark.parametrize("kind", ["installed", "remote"])
 def test_second_map_in_a_new_process_hits_the_cache(folder, tmp_path, kind):
     first = run_map(kind, folder, tmp_path)

@@ -7,7 +7,6 @@ from transformers import pipeline
 from pixel_m4.configuration_pixel_m4 import PixelM4Config
 from pixel_m4.modeling_pixel_m4 import PixelM4Model
 from pixel_m4.pipeline_pixel_m4 import PixelM4FeatureExtractionPipeline
-from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 from pixel_m4.tools.hub import create_hub_folder
 
 TEXTS = ["Pixels, not tokens.", "Пікселі, а не токени.", "像素，而不是词元。", "a"]
@@ -17,11 +16,6 @@ TEXTS = ["Pixels, not tokens.", "Пікселі, а не токени.", "像素
 def model():
     torch.manual_seed(0)
     return PixelM4Model(PixelM4Config.from_preset("test")).eval()
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    return PixelM4TextRenderer()
 
 
 def manual_mean(model, inputs, layer):

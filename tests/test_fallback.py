@@ -3,7 +3,6 @@
 import itertools
 import json
 import logging
-import os
 import subprocess
 import sys
 import warnings
@@ -31,6 +30,7 @@ from tiny_causal_lm import tiny_causal_lm_path
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = "Translate from Hindi to English:\n{text}\nEnglish:"
+RENDERER = {"render_mode": "word_bigram"}  # conftest's renderer
 MIXED = ["मैं घर जा रहा हूँ, OK?", "Привет мир and friends", "ไทย 中文字"]
 # The remote code of a folder the processor alone saves: the Hub files but the model's modules.
 PROCESSOR_MODULES = set(FALLBACK_HUB_FILES) - {
@@ -48,11 +48,6 @@ def llm_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tokenizer(llm_path):
     return AutoTokenizer.from_pretrained(llm_path)
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    return PixelM4TextRenderer(render_mode="word_bigram")
 
 
 @pytest.fixture(scope="module")
@@ -569,13 +564,12 @@ model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
 processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
 for module in (type(model).__module__, type(processor).__module__):
     assert module.startswith("transformers_modules."), module
-assert "pixel_m4" not in sys.modules
 with torch.no_grad():
     torch.save(model(**processor(texts, template=template)).logits, folder + "/logits.pt")
 """
 
 
-def test_save_load_round_trip_with_dora(llm_path, processor, tmp_path):
+def test_save_load_round_trip_with_dora(llm_path, processor, tmp_path, run_without_pixel_m4):
     from peft import LoraConfig
 
     model = make_model(llm_path)
@@ -612,13 +606,8 @@ def test_save_load_round_trip_with_dora(llm_path, processor, tmp_path):
         torch.testing.assert_close(loaded(**batch).logits, logits)
     assert not any(p.requires_grad for p in loaded.parameters())
 
-    # the folder's own code alone (a fresh process that never imports pixel_m4) gives the same
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_FALLBACK_FOLDER, str(tmp_path), json.dumps(MIXED), TEMPLATE],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    # the folder's own code alone (a fresh process where pixel_m4 cannot be imported) gives the same
+    run_without_pixel_m4(LOAD_FALLBACK_FOLDER, str(tmp_path), json.dumps(MIXED), TEMPLATE)
     assert torch.equal(torch.load(tmp_path / "logits.pt"), logits)
 
 
@@ -640,7 +629,7 @@ def test_compression_counts(processor, tokenizer):
 
 # ------------------------------------------------------------------------------ script
 @pytest.mark.slow
-def test_run_fallback_script_end_to_end(llm_path, tmp_path):
+def test_run_fallback_script_end_to_end(llm_path, tmp_path, run_without_pixel_m4):
     """The default run (paper setting: whole source as pixels, Thai segmented, 256/256
     truncation), shortened: both stages for a few steps, scores written, and the saved adapter
     (fallback + DoRA) loads with trust_remote_code in a fresh process without pixel_m4."""
@@ -690,26 +679,16 @@ def test_run_fallback_script_end_to_end(llm_path, tmp_path):
     assert f'from_pretrained("{output.name}", trust_remote_code=True)' in body
 
     script = f"""
-import sys
-sys.path = [p for p in sys.path if 'pixel' not in p]
 from transformers import AutoModelForCausalLM
 model = AutoModelForCausalLM.from_pretrained({str(output)!r}, trust_remote_code=True)
 assert type(model).__module__.startswith('transformers_modules'), type(model).__module__
 print(type(model).__name__, hasattr(model.language_model, 'peft_config'),
       sum(p.numel() for p in model.fallback.parameters()))
 """
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[-3:] == ["PixelFallbackForCausalLM", "True", str(num_saved)]
+    stdout = run_without_pixel_m4(script)
+    assert stdout.split()[-3:] == ["PixelFallbackForCausalLM", "True", str(num_saved)]
 
     # the card's usage snippet runs as written (the folder name resolves from tmp_path)
     snippet = body.split("## Usage", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    script = "import sys\nsys.path = [p for p in sys.path if 'pixel' not in p]\n" + snippet
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("['"), result.stdout
+    stdout = run_without_pixel_m4(snippet)
+    assert stdout.startswith("['"), stdout

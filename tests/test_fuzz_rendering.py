@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 FUZZ_TEXTS = 2000
 SEED = 14
 TIMEOUT_SECONDS = 900  # all modes; a bound for a loaded 2-core CI machine, not a speed requirement
@@ -109,6 +111,14 @@ def fuzz(mode: str, count: int, seed: int = SEED) -> dict:
     return summary
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_few_random_texts_in_process(mode):
+    """The quick loop's share of the fuzz run below: the same checks on 60 texts per mode."""
+    summary = fuzz(mode, 60)
+    assert summary["texts"] == 60 and summary["pairs"] > 0
+
+
+@pytest.mark.slow  # 2,000 texts per mode in a child process
 def test_random_unicode_renders_or_fails_as_documented():
     """All modes in one child process (one import of the package and its fonts)."""
     result = subprocess.run(

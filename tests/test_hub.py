@@ -3,8 +3,6 @@ The package root is exactly the files Hub folders ship, and they import no tooli
 
 import ast
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from pixel_m4.configuration_pixel_m4 import PRESETS
 from pixel_m4.modeling_pixel_m4 import PixelM4ForPreTraining
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 from pixel_m4.tools.hub import (
@@ -25,11 +24,10 @@ from pixel_m4.tools.hub import (
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["Pixels, not tokens.", "नमस्ते दुनिया", "Привіт, світе!", "你好，世界"]
 
-# Runs in a subprocess in which `import pixel_m4` fails: only the folder's own code may be used.
+# Run by conftest's run_without_pixel_m4: only the folder's own code may be used.
 LOAD_IN_FRESH_PROCESS = textwrap.dedent(
     """
     import json, sys
-    sys.modules["pixel_m4"] = None  # the installed package must not be importable
     import numpy as np, torch
     from transformers import AutoModel, AutoModelForPreTraining, AutoProcessor
     folder, out = sys.argv[1], sys.argv[2]
@@ -122,7 +120,10 @@ def test_root_modules_import_each_other_only_relatively_and_no_tooling():
                 )
 
 
-def test_fresh_process_without_package_reproduces_outputs_bitwise(hub_folder, tmp_path):
+@pytest.mark.slow  # a fresh process
+def test_fresh_process_without_package_reproduces_outputs_bitwise(
+    hub_folder, tmp_path, run_without_pixel_m4
+):
     renderer = PixelM4TextRenderer.from_pretrained(hub_folder)
     model = PixelM4ForPreTraining.from_pretrained(hub_folder).eval()
     inputs = renderer(TEXTS, return_tensors="pt")
@@ -133,13 +134,9 @@ def test_fresh_process_without_package_reproduces_outputs_bitwise(hub_folder, tm
         logits = model(**inputs, patch_mask=patch_mask).logits
 
     out = tmp_path / "fresh.npz"
-    env_cache = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    subprocess.run(
-        [sys.executable, "-c", LOAD_IN_FRESH_PROCESS, str(hub_folder), str(out), json.dumps(TEXTS),
-         str(tmp_path / "patch_mask.pt")],
-        check=True,
-        timeout=300,
-        env={**__import__("os").environ, **env_cache},
+    run_without_pixel_m4(
+        LOAD_IN_FRESH_PROCESS, str(hub_folder), str(out), json.dumps(TEXTS),
+        str(tmp_path / "patch_mask.pt"),
     )  # fmt: skip
     fresh = np.load(out)
     assert str(fresh["renderer"]).startswith("transformers_modules.")
@@ -156,6 +153,10 @@ def test_cli_writes_folder(tmp_path, capsys):
     assert saved["render_mode"] == "continuous"
 
 
-def test_cli_rejects_unknown_preset(tmp_path):
+def test_cli_rejects_unknown_preset_naming_the_presets(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--output_dir", str(tmp_path / "x"), "--preset", "gigantic"])
+    error = capsys.readouterr().err
+    assert "invalid choice: 'gigantic'" in error
+    assert "--preset {" + ",".join(sorted(PRESETS)) + "}" in error  # every preset, no other
+    assert not (tmp_path / "x").exists()

@@ -1,6 +1,5 @@
 """Hub card (metadata + runnable snippets), what a push to the Hub would upload, the gradio demo."""
 
-import importlib.util
 import json
 import os
 import re
@@ -164,16 +163,9 @@ def test_standard_push_to_hub_sends_module_files_and_fonts(monkeypatch):
 
 
 # ------------------------------------------------------------------------ gradio demo
-def load_app():
-    spec = importlib.util.spec_from_file_location("pixel_m4_app", ROOT / "examples" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_app_functions_without_gradio(folder, monkeypatch):
+def test_app_functions_without_gradio(load_script, folder, monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # importing gradio would fail: not needed
-    app = load_app()
+    app = load_script("app", monkeypatch)
     model, renderer = app.load(str(folder))
     text = "Pixels, not tokens. Language with pixels."
     num_patches = int(renderer(text)["num_patches"][0])
@@ -201,8 +193,8 @@ def test_app_functions_without_gradio(folder, monkeypatch):
         app.build_demo(model, renderer)
 
 
-def test_app_writes_a_space_folder(tmp_path):
-    app = load_app()
+def test_app_writes_a_space_folder(load_script, monkeypatch, tmp_path):
+    app = load_script("app", monkeypatch)
     space = app.write_space(tmp_path / "space", "user/pixel-m4")
     assert {p.name for p in space.iterdir()} >= {"app.py", "requirements.txt", "packages.txt",
                                                  "README.md"}  # fmt: skip
@@ -215,9 +207,9 @@ def test_app_writes_a_space_folder(tmp_path):
     assert (space / "model.txt").read_text().strip() == "user/pixel-m4"
 
 
-def test_app_builds_gradio_blocks_without_launching(folder):
+def test_app_builds_gradio_blocks_without_launching(load_script, monkeypatch, folder):
     pytest.importorskip("gradio", reason="gradio is the optional 'demo' extra")
-    app = load_app()
+    app = load_script("app", monkeypatch)
     model, renderer = app.load(str(folder))
     demo = app.build_demo(model, renderer)
     assert type(demo).__name__ == "Blocks"

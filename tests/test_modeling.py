@@ -214,9 +214,35 @@ def test_loss_counts_only_masked_attended_patches(config):
     target = model.target_patches(pixels)
     per_patch = (out.logits - target).pow(2).mean(-1)
     torch.testing.assert_close(out.loss, per_patch[:, :15].mean())
-    # Changing pixels of an unmasked patch or of padding changes the input but not which
-    # patches the loss averages over: the loss must stay a mean over exactly the masked ones.
     assert out.mask[:, :15].all() and (out.mask * attention).sum() == 30
+
+    def with_new_pixels(first_patch: int, last_patch: int):
+        changed = pixels.clone()
+        changed[..., 16 * first_patch : 16 * last_patch] = torch.rand(
+            2, 3, 16, 16 * (last_patch - first_patch)
+        )
+        output = model(changed, attention, patch_mask=patch_mask, output_hidden_states=True)
+        return changed, output
+
+    reference = model(pixels, attention, patch_mask=patch_mask, output_hidden_states=True)
+    # New pixels in the masked patches: the encoder never sees them (its outputs and so the
+    # predictions stay the same); only the target moves, and the loss with it.
+    changed, masked = with_new_pixels(0, 15)
+    assert torch.equal(masked.hidden_states[-1], reference.hidden_states[-1])
+    assert torch.equal(masked.logits, reference.logits)
+    new_target = model.target_patches(changed)
+    expected = (reference.logits - new_target).pow(2).mean(-1)[:, :15].mean()
+    torch.testing.assert_close(masked.loss, expected)
+    assert not torch.isclose(masked.loss, reference.loss)
+    # New pixels in the padding: attention never reads them (only the padding's own outputs
+    # change) and the loss leaves them out.
+    _, padding = with_new_pixels(60, L)
+    assert torch.equal(padding.logits[:, :60], reference.logits[:, :60])
+    assert torch.equal(padding.loss, reference.loss)
+    # New pixels in one visible patch: the encoder sees them, every prediction can change.
+    _, visible = with_new_pixels(20, 21)
+    assert not torch.allclose(visible.hidden_states[-1], reference.hidden_states[-1])
+    assert not torch.allclose(visible.logits[:, :15], reference.logits[:, :15])
 
 
 def test_norm_pix_target_is_per_patch_normalised(config):
@@ -225,6 +251,22 @@ def test_norm_pix_target_is_per_patch_normalised(config):
     target = model.target_patches(pixels)
     torch.testing.assert_close(target.mean(-1), torch.zeros(1, L), atol=1e-5, rtol=0)
     torch.testing.assert_close(target.var(-1), torch.ones(1, L), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("norm_pix_loss", [True, False])
+def test_reconstruct_shows_predictions_in_pixel_space(norm_pix_loss):
+    model = PixelM4ForPreTraining(PixelM4Config.from_preset("test", norm_pix_loss=norm_pix_loss))
+    pixels, _ = make_batch((529,))
+    mask = torch.zeros(1, L, dtype=torch.bool)
+    mask[0, 5:40] = True
+    # a perfect prediction (the training target, normalised per patch if norm_pix_loss) gives
+    # the original strip back: reconstruct() undoes the normalisation with each patch's stats
+    perfect = model.reconstruct(pixels, model.target_patches(pixels), mask)
+    torch.testing.assert_close(perfect, pixels, atol=1e-5, rtol=0)
+    # a wrong prediction shows in the hidden patches only
+    wrong = model.reconstruct(pixels, torch.zeros(1, L, 16 * 16 * 3), mask)
+    changed = (patchify(wrong, 16) != patchify(pixels, 16)).any(-1)
+    assert torch.equal(changed, mask)
 
 
 def test_tiny_overfit_loss_decreases(config):

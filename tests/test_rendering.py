@@ -58,16 +58,6 @@ MODES = ["bigram", "continuous", "word_bigram"]
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def renderer():
-    return PixelM4TextRenderer()
-
-
-@pytest.fixture(scope="module", params=MODES)
-def any_renderer(request):
-    return PixelM4TextRenderer(render_mode=request.param)
-
-
 def is_black(pixels, patch_index, size=16):
     return bool((pixels[:, patch_index * size : (patch_index + 1) * size] == 0).all())
 
@@ -543,6 +533,7 @@ print(digest.hexdigest())
 """
 
 
+@pytest.mark.slow  # fresh processes under different environments
 def test_deterministic_across_processes():
     first, second = run_python(HASH_SCRIPT, HASH_SCRIPT)
     assert first == second and len(first.strip()) == 64
@@ -585,6 +576,7 @@ print(f"ok: 4 fork workers rendered {{len(texts)}} samples (x2 paths) in {{secon
 """
 
 
+@pytest.mark.slow  # forked DataLoader workers
 def test_fork_safe_dataloader():
     output = run_python(FORK_SCRIPT)[0].strip()
     print(output)  # the figures for docs/rendering.md (pytest -s)

@@ -2,9 +2,7 @@
 --save_strategy no, and --push_to_hub against a local fake Hub API that records the upload."""
 
 import base64
-import importlib.util
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,26 +22,8 @@ def flags(values: dict) -> list[str]:
     return [item for key, value in values.items() for item in (f"--{key}", str(value))]
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    return create_hub_folder(
-        tmp_path_factory.mktemp("pretrained") / "pixel-m4-tiny", preset="test",
-        image_size=(16, 16 * 64),
-    )  # fmt: skip
-
-
-def run_script(name: str, arguments: list[str], monkeypatch) -> None:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    # importable by name, as when run as a script: checkpoints pickle the arguments' class
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", [f"{name}.py", *arguments])
-    module.main()
-
-
 @pytest.mark.slow
-def test_json_args_file_limits_and_result_files(tmp_path, pretrained, monkeypatch):
+def test_json_args_file_limits_and_result_files(run_script, tmp_path, pretrained, monkeypatch):
     output_dir = tmp_path / "ner"
     args_file = tmp_path / "args.json"
     args_file.write_text(
@@ -66,7 +46,9 @@ def test_json_args_file_limits_and_result_files(tmp_path, pretrained, monkeypatc
 
 
 @pytest.mark.slow
-def test_do_flags_are_honoured_and_save_strategy_no_works(tmp_path, pretrained, monkeypatch):
+def test_do_flags_are_honoured_and_save_strategy_no_works(
+    run_script, tmp_path, pretrained, monkeypatch
+):
     output_dir = tmp_path / "parse"
     run_script(
         "run_dependency_parsing",
@@ -84,7 +66,7 @@ def test_do_flags_are_honoured_and_save_strategy_no_works(tmp_path, pretrained, 
     assert "eval_uas" not in results and results["train_samples"] == 8
 
 
-def test_yaml_args_file_and_bad_limits(tmp_path, pretrained, monkeypatch):
+def test_yaml_args_file_and_bad_limits(run_script, tmp_path, pretrained, monkeypatch):
     args_file = tmp_path / "args.yaml"
     args_file.write_text(
         f"model_name_or_path: {pretrained}\noutput_dir: {tmp_path / 'out'}\nrecipe: nonsense\n"
@@ -173,7 +155,9 @@ def fake_hub(monkeypatch):
 
 
 @pytest.mark.slow
-def test_push_to_hub_uploads_a_complete_repo(tmp_path, pretrained, monkeypatch, fake_hub):
+def test_push_to_hub_uploads_a_complete_repo(
+    run_script, tmp_path, pretrained, monkeypatch, fake_hub
+):
     output_dir = tmp_path / "classification"
     run_script(
         "run_classification",
@@ -220,8 +204,9 @@ def test_output_folder_upload_leaves_training_leftovers_out(tmp_path, fake_hub):
     assert not [name for name in uploaded if "/" in name or name.endswith(".bin")]
 
 
+@pytest.mark.slow  # a pretraining run
 @pytest.mark.slow
-def test_pretraining_push_uploads_a_clean_model_folder(tmp_path, monkeypatch, fake_hub):
+def test_pretraining_push_uploads_a_clean_model_folder(run_script, tmp_path, monkeypatch, fake_hub):
     output_dir = tmp_path / "pretraining"
     run_script(
         "run_pretraining",
@@ -246,7 +231,7 @@ def test_pretraining_push_uploads_a_clean_model_folder(tmp_path, monkeypatch, fa
     print("pretraining upload:", ", ".join(sorted(uploaded)))
 
 
-def test_pretraining_push_refuses_checkpoint_strategies(tmp_path, monkeypatch):
+def test_pretraining_push_refuses_checkpoint_strategies(run_script, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="pushes only the final model folder"):
         run_script(
             "run_pretraining",
@@ -257,15 +242,7 @@ def test_pretraining_push_refuses_checkpoint_strategies(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
-def load_script(name: str, monkeypatch):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_run_pretraining_reads_a_json_args_file(tmp_path, monkeypatch):
+def test_run_pretraining_reads_a_json_args_file(load_script, tmp_path, monkeypatch):
     script = load_script("run_pretraining", monkeypatch)
     args_file = tmp_path / "args.json"
     args_file.write_text(json.dumps({
@@ -287,7 +264,9 @@ def test_run_pretraining_reads_a_json_args_file(tmp_path, monkeypatch):
     assert flags_given[2].max_steps == training_args.max_steps
 
 
-def test_run_fallback_reads_a_yaml_args_file_over_the_paper_defaults(tmp_path, monkeypatch):
+def test_run_fallback_reads_a_yaml_args_file_over_the_paper_defaults(
+    load_script, tmp_path, monkeypatch
+):
     script = load_script("run_fallback", monkeypatch)
     args_file = tmp_path / "args.yaml"
     args_file.write_text(f"stage1_steps: 3\nlora_r: 4\noutput_dir: {tmp_path / 'out'}\n")
@@ -303,7 +282,7 @@ def test_run_fallback_reads_a_yaml_args_file_over_the_paper_defaults(tmp_path, m
 
 
 @pytest.mark.parametrize("script_name", ["run_pretraining", "run_fallback"])
-def test_bad_args_files_are_rejected(script_name, tmp_path, monkeypatch):
+def test_bad_args_files_are_rejected(load_script, script_name, tmp_path, monkeypatch):
     script = load_script(script_name, monkeypatch)
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({"output_dir": str(tmp_path), "no_such_flag": 1}))
@@ -317,7 +296,7 @@ def test_bad_args_files_are_rejected(script_name, tmp_path, monkeypatch):
         script.parse_arguments([str(tmp_path / "missing.yml")])
 
 
-def test_run_fallback_refuses_flags_it_would_ignore(tmp_path, monkeypatch):
+def test_run_fallback_refuses_flags_it_would_ignore(load_script, tmp_path, monkeypatch):
     script = load_script("run_fallback", monkeypatch)
     out = ["--output_dir", str(tmp_path)]
     script.check_arguments(*script.parse_arguments(out))  # the defaults pass

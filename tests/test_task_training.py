@@ -1,11 +1,7 @@
 """The task heads learn (overfit tests), and the three example scripts run end to end, writing
 all_results.json and model folders that load through Auto classes in a fresh process."""
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,12 +15,12 @@ from pixel_m4 import (
 )
 from pixel_m4.parsing_pixel_m4 import decode_trees
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-from pixel_m4.tools.hub import create_hub_folder
 from pixel_m4.tools.task_data import SequenceClassificationCollator, WordTaskCollator
 from pixel_m4.tools.task_metrics import attachment_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCHES = 36
+RENDERER = {"max_seq_length": PATCHES}  # conftest's renderer
 
 
 def train(model, batch, steps: int, learning_rate: float):
@@ -50,11 +46,6 @@ def config(**overrides):
         attention_probs_dropout_prob=0.0,
         **overrides,
     )
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    return PixelM4TextRenderer(max_seq_length=PATCHES)
 
 
 def test_sequence_classification_overfits(renderer):
@@ -124,24 +115,7 @@ SCRIPT_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """A tiny randomly initialised pretraining checkpoint (vit.* + decoder) with its renderer."""
-    folder = tmp_path_factory.mktemp("pretrained")
-    return create_hub_folder(folder, preset="test", image_size=(16, 16 * 64))
-
-
-def run_script(name: str, arguments: list[str], monkeypatch) -> dict:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", [f"{name}.py", *arguments])
-    module.main()
-    output_dir = Path(arguments[arguments.index("--output_dir") + 1])
-    return json.loads((output_dir / "all_results.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def script_outputs(tmp_path_factory, pretrained):
+def script_outputs(run_script, tmp_path_factory, pretrained):
     """Runs the three scripts once (2 steps each) and returns {name: (output_dir, results)}."""
     monkeypatch = pytest.MonkeyPatch()
     outputs = {}
@@ -197,7 +171,10 @@ def test_scripts_train_with_the_published_dropout_and_parser(script_outputs):
     assert "nmod" in relations and not any(":" in name for name in relations)
 
 
-def test_script_without_validation_split_trains_and_tests(tmp_path, pretrained, monkeypatch):
+@pytest.mark.slow  # a training run
+def test_script_without_validation_split_trains_and_tests(
+    run_script, tmp_path, pretrained, monkeypatch
+):
     zh = ROOT / "examples" / "data" / "ner" / "zh"  # the Chinese sample has no validation split
     results = run_script(
         "run_ner",
@@ -219,7 +196,7 @@ def test_script_without_validation_split_trains_and_tests(tmp_path, pretrained, 
     assert "test_f1" in results and "eval_f1" not in results
 
 
-def test_script_rejects_labels_unknown_to_training(tmp_path, pretrained, monkeypatch):
+def test_script_rejects_labels_unknown_to_training(run_script, tmp_path, pretrained, monkeypatch):
     bad = tmp_path / "validation.conll"
     bad.write_text("Maria\tB-PERSON\n", encoding="utf-8")
     with pytest.raises(ValueError, match="unknown label 'B-PERSON' in validation"):
@@ -231,7 +208,7 @@ def test_script_rejects_labels_unknown_to_training(tmp_path, pretrained, monkeyp
         )  # fmt: skip
 
 
-def test_script_help_documents_recipes(capsys, monkeypatch):
+def test_script_help_documents_recipes(run_script, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         run_script("run_dependency_parsing", ["--help", "--output_dir", "x"], monkeypatch)
     help_text = capsys.readouterr().out
@@ -239,13 +216,12 @@ def test_script_help_documents_recipes(capsys, monkeypatch):
     assert "Table 7" in help_text and "from_preset('tiny')" in help_text
 
 
-# Runs where `pixel_m4` cannot be imported: only the folders' own code may be used.
+# Run by conftest's run_without_pixel_m4: only the folders' own code may be used.
 LOAD_IN_FRESH_PROCESS = """
 import json, sys
 import torch
 from transformers import (AutoImageProcessor, AutoModel, AutoModelForSequenceClassification,
                           AutoModelForTokenClassification)
-sys.modules["pixel_m4"] = None  # the installed package must not be importable
 folders = json.loads(sys.argv[1])
 results = {}
 for name, auto in [("run_classification", AutoModelForSequenceClassification),
@@ -266,23 +242,12 @@ print(json.dumps(results))
 
 
 @pytest.mark.slow
-def test_saved_models_load_through_auto_classes_in_a_fresh_process(script_outputs, tmp_path):
+def test_saved_models_load_through_auto_classes_in_a_fresh_process(
+    script_outputs, run_without_pixel_m4
+):
     folders = {name: str(output_dir) for name, (output_dir, _) in script_outputs.items()}
-    environment = {
-        **os.environ,
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-        "HF_HUB_OFFLINE": "1",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-c", LOAD_IN_FRESH_PROCESS, json.dumps(folders)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=environment,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    loaded = json.loads(completed.stdout.strip().splitlines()[-1])
+    stdout = run_without_pixel_m4(LOAD_IN_FRESH_PROCESS, json.dumps(folders))
+    loaded = json.loads(stdout.strip().splitlines()[-1])
     expected_classes = {
         "run_classification": PixelM4ForSequenceClassification,
         "run_ner": PixelM4ForTokenClassification,

@@ -1,4 +1,5 @@
-"""Task heads (modeling_pixel_m4) and their data / metrics helpers (processing_pixel_m4, parsing_pixel_m4, tools/task_*.py)."""
+"""Task heads (modeling_pixel_m4) and their data / metrics helpers (processing_pixel_m4,
+parsing_pixel_m4, tools/task_*.py)."""
 
 import itertools
 from pathlib import Path
@@ -16,7 +17,6 @@ from pixel_m4 import (
 from pixel_m4.modeling_pixel_m4 import word_vectors
 from pixel_m4.parsing_pixel_m4 import chu_liu_edmonds, decode_trees, mst_tree
 from pixel_m4.processing_pixel_m4 import pad_to_patches, token_patch_spans
-from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 from pixel_m4.tools.task_cli import parse_with_recipe
 from pixel_m4.tools.task_data import (
     SequenceClassificationCollator,
@@ -29,6 +29,7 @@ from pixel_m4.tools.task_data import (
 from pixel_m4.tools.task_metrics import attachment_scores, classification_metrics, ner_metrics
 
 PATCHES = 36  # a 6 x 6 grid keeps the test models fast
+RENDERER = {"max_seq_length": PATCHES}  # conftest's renderer
 ROOT_DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
@@ -36,11 +37,6 @@ def small_config(**overrides) -> PixelM4Config:
     return PixelM4Config.from_preset(
         "test", image_size=(16, 16 * PATCHES), classifier_dropout=0.0, **overrides
     )
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    return PixelM4TextRenderer(max_seq_length=PATCHES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,11 +217,27 @@ def test_pad_to_patches_rejects_a_renderer_longer_than_the_model(renderer):
 
 
 def test_sequence_collator_renders_pairs(renderer):
-    features = [{"text": "a cat", "text_pair": "a dog", "labels": 1}]
+    features = [
+        {"text": "a cat", "text_pair": "a dog", "labels": 1},
+        {"text": "नदी में बाढ़", "text_pair": "新疫苗", "labels": 0},
+    ]
     batch = SequenceClassificationCollator(renderer, PATCHES)(features)
-    single = renderer("a cat", return_tensors="pt")
-    assert batch["labels"].tolist() == [1]
-    assert batch["attention_mask"].sum() > single["attention_mask"].sum()
+    assert batch["labels"].tolist() == [1, 0]
+    # the renderer's own pair layout: text, black separator patch, text_pair, black end patch
+    pairs = renderer(
+        [f["text"] for f in features], text_pair=[f["text_pair"] for f in features],
+        return_tensors="pt", padding="longest", output_format="uint8",
+    )  # fmt: skip
+    assert torch.equal(batch["pixel_values"], pairs["pixel_values"])
+    assert torch.equal(batch["attention_mask"], pairs["attention_mask"])
+    for row, feature in enumerate(features):
+        text_alone = int(renderer(feature["text"])["num_patches"][0])  # its end patch is last
+        pair_alone = int(renderer(feature["text_pair"])["num_patches"][0])
+        assert int(batch["attention_mask"][row].sum()) == text_alone + pair_alone
+        patches = batch["pixel_values"][row, 0].unflatten(-1, (-1, 16)).transpose(0, 1)
+        black = [index for index, patch in enumerate(patches) if (patch == 0).all()]
+        # separator where the text alone would end, then the end patch
+        assert black == [text_alone - 1, text_alone + pair_alone - 1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,14 +567,14 @@ def test_classification_and_ner_metrics():
     assert metrics["f1"] == pytest.approx(0.8)
 
 
-def test_recipes_set_defaults_and_explicit_flags_win():
-    from dataclasses import dataclass, field
+def test_recipes_set_defaults_and_explicit_flags_win(capsys, tmp_path):
+    from dataclasses import dataclass
 
     from transformers import TrainingArguments
 
     @dataclass
     class Arguments:
-        recipe: str = field(default="sample", metadata={"choices": ["sample", "paper"]})
+        recipe: str = "sample"  # the recipes' names come from parse_with_recipe, not from here
         max_seq_length: int = 0
 
     recipes = {
@@ -575,8 +587,17 @@ def test_recipes_set_defaults_and_explicit_flags_win():
         (Arguments, TrainingArguments), recipes, args=["--recipe", "paper", "--max_steps", "7"]
     )
     assert (args.max_seq_length, training.max_steps, training.learning_rate) == (196, 7, 5e-5)
+    # an unknown recipe is refused, naming the recipes, on the command line and in an args file
     with pytest.raises(SystemExit):
         parse_with_recipe((Arguments, TrainingArguments), recipes, args=["--recipe", "huge"])
+    error = capsys.readouterr().err
+    assert "--recipe {sample,paper}" in error and "invalid choice: 'huge'" in error
+    args_file = tmp_path / "args.json"
+    args_file.write_text('{"recipe": "huge", "output_dir": "out"}')
+    with pytest.raises(
+        ValueError, match=r"recipe must be one of \['sample', 'paper'\], got 'huge'"
+    ):
+        parse_with_recipe((Arguments, TrainingArguments), recipes, args=[str(args_file)])
 
 
 def _dataset(columns):

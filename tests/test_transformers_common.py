@@ -37,6 +37,9 @@ from pixel_m4.modeling_pixel_m4 import (
     PixelM4Model,
 )
 
+# ~1,000 tests over the five classes (~35 s): the full run's, not the quick loop's
+pytestmark = pytest.mark.slow
+
 # ------------------------------------------------------------- fetching the mixin
 VERSION = transformers.__version__
 PACKAGE = "transformers_sdist_tests"  # the sdist's tests/ folder, imported under this name

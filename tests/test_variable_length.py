@@ -19,6 +19,8 @@ from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 from pixel_m4.tools.task_data import SequenceClassificationCollator, WordTaskCollator
 
 PATCHES = 64  # an 8 x 8 position grid
+# conftest's any_renderer: word_bigram keeps the model's 16-px patches here (its default is 24 px)
+RENDERER = {"max_seq_length": PATCHES, "pixels_per_patch": 16}
 TEXTS = [
     "Hello world, a somewhat longer sentence than the others here",
     "नमस्ते दुनिया",
@@ -43,19 +45,11 @@ def make_model(model_class, **overrides):
     return model_class(config).eval()
 
 
-@pytest.fixture(scope="module", params=["bigram", "continuous", "word_bigram"])
-def renderer(request):
-    # word_bigram keeps the model's 16-px patches here; its own default is 24 px.
-    return PixelM4TextRenderer(
-        render_mode=request.param, max_seq_length=PATCHES, pixels_per_patch=16
-    )
-
-
 @pytest.fixture(scope="module")
-def both_widths(renderer):
+def both_widths(any_renderer):
     """The same texts rendered to the full strip and to the longest text."""
-    full = renderer(TEXTS, return_tensors="pt", return_word_spans=True)
-    short = renderer(TEXTS, return_tensors="pt", return_word_spans=True, padding="longest")
+    full = any_renderer(TEXTS, return_tensors="pt", return_word_spans=True)
+    short = any_renderer(TEXTS, return_tensors="pt", return_word_spans=True, padding="longest")
     return full, short
 
 
@@ -87,13 +81,13 @@ def test_longest_padding_is_the_full_strip_cut_after_the_longest_text(both_width
     assert full["pixel_values"].shape[-1] == 16 * PATCHES  # "max_length" stays the default
 
 
-def test_pad_to_multiple_of_rounds_up_and_never_exceeds_the_strip(renderer):
-    longest = int(renderer(TEXTS)["num_patches"].max())
-    rounded = renderer(TEXTS, padding="longest", pad_to_multiple_of=8)
+def test_pad_to_multiple_of_rounds_up_and_never_exceeds_the_strip(any_renderer):
+    longest = int(any_renderer(TEXTS)["num_patches"].max())
+    rounded = any_renderer(TEXTS, padding="longest", pad_to_multiple_of=8)
     assert len(rounded["attention_mask"][0]) == -(-longest // 8) * 8
-    capped = renderer(TEXTS, padding=True, pad_to_multiple_of=PATCHES + 5)
+    capped = any_renderer(TEXTS, padding=True, pad_to_multiple_of=PATCHES + 5)
     assert len(capped["attention_mask"][0]) == PATCHES
-    single = renderer("a", padding="longest")
+    single = any_renderer("a", padding="longest")
     assert len(single["attention_mask"][0]) == int(single["num_patches"][0])
 
 
