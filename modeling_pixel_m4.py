@@ -706,7 +706,7 @@ def check_word_spans(word_spans: torch.Tensor, batch: int, num_patches: int) -> 
     if not isinstance(word_spans, torch.Tensor) or word_spans.dim() != 3:
         raise ValueError(
             "word_spans must be a tensor of shape (batch, num_words, 2) holding each word's "
-            "(start, end) patch span (see pixel_m4.tools.tasks.WordTaskCollator), got "
+            "(start, end) patch span (see pixel_m4.tools.task_data.WordTaskCollator), got "
             f"{tuple(word_spans.shape) if isinstance(word_spans, torch.Tensor) else type(word_spans).__name__}"
         )
     if word_spans.shape[0] != batch or word_spans.shape[2] != 2:
@@ -941,7 +941,7 @@ class PixelM4ForBiaffineParsing(PixelM4PreTrainedModel):
       dropout) give each word a dependent and a head view; the CLS vector is ROOT; impossible
       heads (padding, truncated words, the word itself) are masked out.
     Loss: cross entropy over the heads of each word + over the relations at the gold head.
-    Decode with `pixel_m4.tools.tasks.decode_trees` (`config.parser_decoding`: greedy argmax as
+    Decode with `parsing_pixel_m4.decode_trees` (`config.parser_decoding`: greedy argmax as
     published, or Chu-Liu-Edmonds with one root).
     Labels: `arc_labels` [B, W] (0 = ROOT, j = word j, 1-based) and `rel_labels` [B, W]
     (ids of config.id2label), -100 where ignored.

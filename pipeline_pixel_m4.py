@@ -30,6 +30,7 @@ import torch
 from transformers import Pipeline
 
 from .modeling_pixel_m4 import check_layers, mean_pooled_layers, trim_to_longest
+from .parsing_pixel_m4 import decode_trees
 from .rendering_pixel_m4 import clean_words
 
 PIPELINE_TASK = "feature-extraction"
@@ -245,7 +246,7 @@ class PixelM4DependencyParsingPipeline(_WordPipeline):
     """Per text: a list with one {"word", "start", "end", "head", "relation", "score"} per word:
     `head` 0 = ROOT, i = the i-th word (1-based, CoNLL-U style), `score` its head probability.
     Decoding is greedy (each word's best head, then its best relation there), as the published
-    PIXEL parser decodes."""
+    PIXEL parser decodes (`parsing_pixel_m4.decode_trees`; its `mst` gives well-formed trees)."""
 
     def __init__(self, model, *args, **kwargs):
         if not hasattr(model, "biaffine_arcs"):
@@ -271,8 +272,8 @@ class PixelM4DependencyParsingPipeline(_WordPipeline):
             model_outputs["output"],
         )
         head_probs = output.arc_logits[0].float().softmax(-1)  # [W, 1+W]
-        heads = head_probs.argmax(-1)
-        relations = output.rel_logits[0, torch.arange(len(heads)), heads].argmax(-1)
+        decoded = decode_trees(head_probs[None], output.rel_logits[:1], output.word_mask[:1])[0]
+        heads, relations = decoded[:, 0], decoded[:, 1]
         return [
             {
                 "word": text[start:end],

@@ -104,7 +104,7 @@ def install_stand_ins(library):
     sys.modules[utils.__name__] = utils
 
 
-def load_renderer(source: str, renderer: str, fonts: list[str]):
+def load_published_renderer(source: str, renderer: str, fonts: list[str]):
     library = fontconfig()
     install_stand_ins(library)
     for path in fonts[1:]:  # fallbacks; the renderer registers the primary itself
@@ -129,7 +129,7 @@ def main():
     with open(os.path.join(cache, "fonts.conf"), "w") as handle:
         handle.write(FONTS_CONF.format(cache=cache))
     os.environ["FONTCONFIG_FILE"] = os.path.join(cache, "fonts.conf")
-    renderer = load_renderer(args.source, args.renderer, args.fonts)
+    renderer = load_published_renderer(args.source, args.renderer, args.fonts)
     best = 0.0
     for _ in range(args.repeats):
         start = time.perf_counter()

@@ -22,118 +22,32 @@ from functools import partial
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from pixel_m4.modeling_pixel_m4 import PixelM4ForBiaffineParsing
-from pixel_m4.tools.tasks import (
-    PAPER_TRAINING,
-    SAMPLE_TRAINING,
-    DropoutArguments,
-    RunArguments,
-    WordTaskCollator,
-    card_info,
-    check_rows,
-    check_splits,
-    configure_evaluation,
-    encode_labels,
-    label_list,
-    load_renderer,
-    load_splits,
-    load_task_model,
-    make_trainer,
-    parse_with_recipe,
-    parsing_metrics,
-    parsing_row_problem,
-    preprocess_parser_logits,
-    run_and_save,
-    select_samples,
-)
+from pixel_m4.tools import task_cli, task_data, task_metrics
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "ud"
-
-RECIPES = {
-    # A few minutes on 2 CPU cores with the shipped sample; NOT the paper's setting.
-    "sample": dict(
-        SAMPLE_TRAINING,
-        max_seq_length=64,
-        early_stopping_patience=5,
-        output_dir="outputs/dependency_parsing",
-        learning_rate=5e-4,
-        max_steps=100,
-        eval_steps=50,
-        save_steps=50,
-        metric_for_best_model="las",
-    ),
+RECIPES = task_cli.task_recipes(
+    [SAMPLE / f"en_sample-ud-{split}.conllu" for split in ("train", "dev", "test")],
+    "outputs/dependency_parsing",
+    "las",
     # Table 7: batch 64, 256 patches, eval every 500 steps, early stopping after 5 evaluations.
-    "paper": dict(
-        PAPER_TRAINING,
-        max_seq_length=256,
-        early_stopping_patience=5,
-        output_dir="outputs/dependency_parsing",
-        per_device_train_batch_size=64,
-        per_device_eval_batch_size=64,
-        eval_strategy="steps",
-        eval_steps=500,
-        save_steps=500,
-        logging_steps=50,
-        metric_for_best_model="las",
-    ),
-}
+    paper=dict(max_seq_length=256, early_stopping_patience=5, per_device_train_batch_size=64,
+               per_device_eval_batch_size=64, eval_strategy="steps", eval_steps=500, save_steps=500),
+    # A few minutes on 2 CPU cores with the shipped sample; NOT the paper's setting.
+    sample=dict(max_seq_length=64, early_stopping_patience=5, learning_rate=5e-4, max_steps=100,
+                eval_steps=50, save_steps=50),
+)  # fmt: skip
 
 
 @dataclass
-class ParsingArguments:
-    recipe: str = field(
-        default="sample",
-        metadata={
-            "help": "Default hyperparameters: 'sample' (quick CPU run on the shipped sample: "
-            "64 patches, lr 5e-4, 100 steps, batch 16) or 'paper' (Table 7: lr 5e-5, 100 "
-            "warmup steps, linear decay, 15k steps, batch 64, 256 patches, eval every 500 steps, "
-            "early stopping patience 5). Flags given explicitly override the recipe.",
-            "choices": list(RECIPES),
-        },
-    )
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "Pretrained PIXEL-M4 folder or Hub id (e.g. a run_pretraining.py output or a "
-            "converted Team-PIXEL/pixel-m4). Default: a randomly initialised "
-            "PixelM4Config.from_preset('tiny') sized to --max_seq_length patches (for trying "
-            "the script; it cannot reach useful scores)."
-        },
-    )
-    dataset_name: str | None = field(
-        default=None,
-        metadata={
-            "help": "Hub dataset with token lists, head lists and relation lists (see the "
-            "*_column flags); overrides the files."
-        },
-    )
-    dataset_config_name: str | None = field(
-        default=None, metadata={"help": "Configuration of --dataset_name, e.g. en_ewt."}
-    )
-    train_file: str = field(
-        default=str(SAMPLE / "en_sample-ud-train.conllu"),
-        metadata={"help": "CoNLL-U (or JSON with the columns below) training file."},
-    )
-    validation_file: str | None = field(
-        default=str(SAMPLE / "en_sample-ud-dev.conllu"),
-        metadata={"help": "Validation file (checkpoint selection); same format as train."},
-    )
-    test_file: str | None = field(
-        default=str(SAMPLE / "en_sample-ud-test.conllu"),
-        metadata={"help": "Test file, evaluated with the best checkpoint."},
-    )
+class ParsingArguments(task_cli.TaskArguments):
     tokens_column: str = field(default="tokens", metadata={"help": "Column of word lists."})
     heads_column: str = field(
         default="heads",
         metadata={"help": "Column of head lists (0 = root, i = i-th word; ints or digit strings)."},
     )
     deprels_column: str = field(default="deprels", metadata={"help": "Column of relation lists."})
-    max_seq_length: int = field(
-        default=64,
-        metadata={"help": "Patches per rendered sentence (paper: 256); longer ones are truncated."},
-    )
     parser_variant: str | None = field(
         default=None,
         metadata={
@@ -165,38 +79,18 @@ class ParsingArguments:
             "(nmod), as the published reader."
         },
     )
-    early_stopping_patience: int = field(
-        default=5, metadata={"help": "Evaluations without improvement before stopping."}
-    )
-    skip_invalid_rows: bool = field(
-        default=False,
-        metadata={
-            "help": "Leave out invalid rows (empty or invisible tokens, heads that are not a tree, nothing to render, ...) "
-            "instead of stopping before training; their count per split goes to all_results.json."
-        },
-    )
 
 
 def main():
-    args, run_args, dropout, training_args = parse_with_recipe(
-        (ParsingArguments, RunArguments, DropoutArguments, TrainingArguments),
-        RECIPES,
-        description=__doc__,
+    args, run_args, dropout, training_args = task_cli.parse_task_arguments(
+        ParsingArguments, RECIPES, __doc__
     )
-    training_args.remove_unused_columns = False  # the collator renders the "tokens" column
-    set_seed(training_args.seed)
-
-    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
-    splits = load_splits(args.dataset_name, args.dataset_config_name, files)
-    columns = [args.tokens_column, args.heads_column, args.deprels_column]
-    check_splits(splits, ["train"], columns)
-    splits, skipped = check_rows(
-        splits,
-        lambda row: parsing_row_problem(
+    splits, skipped = task_cli.load_task_splits(
+        args,
+        [args.tokens_column, args.heads_column, args.deprels_column],
+        lambda row: task_data.parsing_row_problem(
             row, args.tokens_column, args.heads_column, args.deprels_column
         ),
-        None if args.dataset_name else files,
-        args.skip_invalid_rows,
     )
 
     def relation_names(split):
@@ -205,7 +99,7 @@ def main():
             return rows
         return [[str(name).split(":")[0] for name in row] for row in rows]
 
-    relations = label_list(relation_names("train"))
+    relations = task_data.label_list(relation_names("train"))
     label2id = {name: index for index, name in enumerate(relations)}
 
     def prepare(split):
@@ -214,44 +108,30 @@ def main():
             {
                 "tokens": part[args.tokens_column],
                 "arc_labels": [[int(head) for head in heads] for heads in part[args.heads_column]],
-                "rel_labels": encode_labels(relation_names(split), label2id, split),
+                "rel_labels": task_data.encode_labels(relation_names(split), label2id, split),
             }
         )
 
-    data = select_samples({split: prepare(split) for split in splits}, run_args)
-    model = load_task_model(
+    data = task_cli.select_samples({split: prepare(split) for split in splits}, run_args)
+    model = task_cli.load_labelled_model(
         PixelM4ForBiaffineParsing,
-        args.model_name_or_path,
-        args.max_seq_length,
-        num_labels=len(relations),
-        id2label=dict(enumerate(relations)),
-        label2id=label2id,
+        args,
+        dropout,
+        relations,
         parser_variant=args.parser_variant,
         parser_decoding=args.parser_decoding,
-        **dropout.config(),
     )
-    renderer = load_renderer(args.model_name_or_path, args.max_seq_length)
-    evaluating = configure_evaluation(training_args, "validation" in data)
-    trainer = make_trainer(
-        model,
-        training_args,
-        renderer,
-        train_dataset=data["train"],
-        eval_dataset=data.get("validation") if evaluating else None,
-        data_collator=WordTaskCollator(
-            renderer,
-            model.config.num_patches,
-            label_fields=("arc_labels", "rel_labels"),
-            head_fields=("arc_labels",),
-            score_truncated_words=args.score_truncated_words,
-        ),
-        compute_metrics=parsing_metrics,
-        preprocess_logits_for_metrics=partial(
-            preprocess_parser_logits, decoding=model.config.parser_decoding
-        ),
-        callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if evaluating else [],
+    collator = partial(
+        task_data.WordTaskCollator,
+        label_fields=("arc_labels", "rel_labels"),
+        head_fields=("arc_labels",),
+        score_truncated_words=args.score_truncated_words,
     )
-    run_and_save(trainer, renderer, data, skipped, card_info(args))
+    decode = partial(task_metrics.preprocess_parser_logits, decoding=model.config.parser_decoding)
+    task_cli.train_task_model(
+        args, training_args, model, data, skipped, collator, task_metrics.parsing_metrics,
+        preprocess_logits_for_metrics=decode,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

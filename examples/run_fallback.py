@@ -45,7 +45,9 @@ from pixel_m4.processing_pixel_fallback import (
     PixelFallbackProcessor,
 )
 from pixel_m4.tools.hub import write_model_card
-from pixel_m4.tools.tasks import check_rows, load_metric, parse_args_or_file
+from pixel_m4.tools.task_cli import parse_args_or_file
+from pixel_m4.tools.task_data import check_rows
+from pixel_m4.tools.task_metrics import load_metric
 
 from tiny_causal_lm import DATA_DIR, tiny_causal_lm_path
 

@@ -40,10 +40,9 @@ from pixel_m4.tools.pretraining import (
     append_to_model_card,
     build_pretraining_dataset,
     load_pretraining_model,
-    load_renderer,
     save_and_reload,
 )
-from pixel_m4.tools.tasks import parse_args_or_file
+from pixel_m4.tools.task_cli import load_renderer, parse_args_or_file
 
 logger = logging.getLogger(__name__)
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "pretrain"
@@ -258,11 +257,12 @@ def main():
         attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
     )
     renderer = load_renderer(
-        model.config.num_patches,
         model_args.renderer_name_or_path or model_args.model_name_or_path,
-        model_args.render_mode,
-        model_args.font_file,
+        model.config.num_patches,
         model.config.patch_size,
+        saved_length_must_match=True,
+        render_mode=model_args.render_mode,
+        font_file=model_args.font_file,
     )
     with training_args.main_process_first(desc="packing the corpus"):
         train_dataset, previews, probabilities = build_pretraining_dataset(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pixel_m4.tools.tasks import read_conllu, tree_problem
+from pixel_m4.tools.task_data import read_conllu, tree_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "examples" / "data"

@@ -14,13 +14,10 @@ from pixel_m4.modeling_pixel_m4 import (
     PixelM4ForTokenClassification,
     PixelM4Model,
 )
+from pixel_m4.processing_pixel_m4 import pad_to_patches
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
 from pixel_m4.tools.pretraining import RenderingCollator
-from pixel_m4.tools.tasks import (
-    SequenceClassificationCollator,
-    WordTaskCollator,
-    pad_to_patches,
-)
+from pixel_m4.tools.task_data import SequenceClassificationCollator, WordTaskCollator
 
 PATCHES = 36
 RENDERER = {"max_seq_length": PATCHES}  # conftest's renderer

@@ -9,7 +9,7 @@ from seqeval.metrics import f1_score as entity_f1
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import EvalPrediction
 
-from pixel_m4.tools.tasks import (
+from pixel_m4.tools.task_metrics import (
     METRICS_DIR,
     attachment_scores,
     classification_metrics,

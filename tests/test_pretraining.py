@@ -29,13 +29,13 @@ from pixel_m4.tools.pretraining import (
     build_pretraining_dataset,
     load_corpus,
     load_pretraining_model,
-    load_renderer,
     mix_languages,
     mixing_probabilities,
     pack_corpus,
     parse_corpus_spec,
     save_reconstructions,
 )
+from pixel_m4.tools.task_cli import load_renderer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "examples" / "run_pretraining.py"
@@ -344,13 +344,13 @@ def test_continued_pretraining_loads_weights_and_renderer(tmp_path, short_render
     assert model.config.hidden_size == 32 and model.config.masking == "random"
     for name, value in trained.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
-    loaded = load_renderer(model.config.num_patches, str(tmp_path))
+    loaded = load_renderer(str(tmp_path), model.config.num_patches, saved_length_must_match=True)
     assert loaded.render_mode == "continuous" and loaded.max_seq_length == 49
     short_renderer.save_pretrained(tmp_path / "short")
     with pytest.raises(
         ValueError, match="renderer makes strips of 48 patches but the model reads 49"
     ):
-        load_renderer(49, str(tmp_path / "short"))
+        load_renderer(str(tmp_path / "short"), 49, saved_length_must_match=True)
 
 
 def test_model_card_section_is_appended_once_and_replaced_on_rerun(tmp_path):

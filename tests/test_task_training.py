@@ -14,13 +14,10 @@ from pixel_m4 import (
     PixelM4ForSequenceClassification,
     PixelM4ForTokenClassification,
 )
+from pixel_m4.parsing_pixel_m4 import decode_trees
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-from pixel_m4.tools.tasks import (
-    SequenceClassificationCollator,
-    WordTaskCollator,
-    attachment_scores,
-    decode_trees,
-)
+from pixel_m4.tools.task_data import SequenceClassificationCollator, WordTaskCollator
+from pixel_m4.tools.task_metrics import attachment_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCHES = 36

@@ -1,4 +1,5 @@
-"""Task heads (modeling_pixel_m4) and their data / metrics helpers (tools/tasks.py)."""
+"""Task heads (modeling_pixel_m4) and their data / metrics helpers (processing_pixel_m4,
+parsing_pixel_m4, tools/task_*.py)."""
 
 import itertools
 from pathlib import Path
@@ -14,23 +15,18 @@ from pixel_m4 import (
     PixelM4ForTokenClassification,
 )
 from pixel_m4.modeling_pixel_m4 import word_vectors
-from pixel_m4.tools.tasks import (
+from pixel_m4.parsing_pixel_m4 import chu_liu_edmonds, decode_trees, mst_tree
+from pixel_m4.processing_pixel_m4 import pad_to_patches, token_patch_spans
+from pixel_m4.tools.task_cli import parse_with_recipe
+from pixel_m4.tools.task_data import (
     SequenceClassificationCollator,
     WordTaskCollator,
-    attachment_scores,
-    chu_liu_edmonds,
-    classification_metrics,
-    decode_trees,
     encode_labels,
-    mst_tree,
-    ner_metrics,
-    pad_to_patches,
-    parse_with_recipe,
     read_conll,
     read_conllu,
-    token_patch_spans,
     truncation_report,
 )
+from pixel_m4.tools.task_metrics import attachment_scores, classification_metrics, ner_metrics
 
 PATCHES = 36  # a 6 x 6 grid keeps the test models fast
 RENDERER = {"max_seq_length": PATCHES}  # conftest's renderer
@@ -605,7 +601,7 @@ def _dataset(columns):
 
 
 def test_load_splits_reads_local_files_and_dataset_folders(tmp_path):
-    from pixel_m4.tools.tasks import load_splits
+    from pixel_m4.tools.task_data import load_splits
 
     sample = ROOT_DATA / "sib200" / "eng_Latn"
     splits = load_splits(None, None, {"train": str(sample / "train.tsv"), "test": None})
@@ -634,7 +630,7 @@ def test_load_splits_reads_local_files_and_dataset_folders(tmp_path):
 def test_named_labels_turns_class_label_ids_into_names():
     from datasets import ClassLabel, Dataset, Features, List, Value
 
-    from pixel_m4.tools.tasks import named_labels
+    from pixel_m4.tools.task_data import named_labels
 
     tags = ClassLabel(names=["O", "B-PER", "I-PER"])
     features = Features({"tokens": List(Value("string")), "ner_tags": List(tags), "topic": tags})

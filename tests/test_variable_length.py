@@ -16,7 +16,7 @@ from pixel_m4.modeling_pixel_m4 import (
     trim_to_longest,
 )
 from pixel_m4.rendering_pixel_m4 import PixelM4TextRenderer
-from pixel_m4.tools.tasks import SequenceClassificationCollator, WordTaskCollator
+from pixel_m4.tools.task_data import SequenceClassificationCollator, WordTaskCollator
 
 PATCHES = 64  # an 8 x 8 position grid
 # conftest's any_renderer: word_bigram keeps the model's 16-px patches here (its default is 24 px)

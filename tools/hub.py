@@ -39,6 +39,7 @@ PIXEL_M4_HUB_FILES = (
     "rendering_continuous.py",
     "processing_pixel_m4.py",
     "pipeline_pixel_m4.py",
+    "parsing_pixel_m4.py",
 )
 # A pixel fallback folder (PixelFallbackForCausalLM / PixelFallbackProcessor.save_pretrained):
 # transformers' custom_object_save writes each class's module and its relative imports.

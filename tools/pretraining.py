@@ -49,7 +49,7 @@ PACKED_FEATURES = datasets.Features(
 
 
 # ---------------------------------------------------------------------------------------------
-# Model and renderer
+# Model (its renderer: tools.task_cli.load_renderer)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -81,37 +81,6 @@ def load_pretraining_model(
         )
     config._attn_implementation = attn_implementation
     return PixelM4ForPreTraining(config)
-
-
-def load_renderer(
-    num_patches: int,
-    renderer_name_or_path: str | None = None,
-    render_mode: str = "bigram",
-    font_file: list[str] | None = None,
-    patch_size: int | None = None,
-) -> PixelM4TextRenderer:
-    """The saved renderer of a model folder (continued pretraining keeps its fonts and mode), or
-    a new one with `render_mode` / `font_file`; its strip length (and, given `patch_size`, its
-    patch size) must match the model's."""
-    if renderer_name_or_path is not None:
-        renderer = PixelM4TextRenderer.from_pretrained(renderer_name_or_path)
-    else:
-        renderer = PixelM4TextRenderer(
-            render_mode=render_mode, font_file=font_file, max_seq_length=num_patches
-        )
-    if renderer.max_seq_length != num_patches:
-        raise ValueError(
-            f"the renderer makes strips of {renderer.max_seq_length} patches but the model reads "
-            f"{num_patches}; use a renderer with max_seq_length={num_patches}"
-        )
-    if patch_size is not None and renderer.pixels_per_patch != patch_size:
-        raise ValueError(
-            f"render_mode {renderer.render_mode!r} makes {renderer.pixels_per_patch}-px patches "
-            f"but the model's patch_size is {patch_size}: use a model config with patch_size="
-            f"{renderer.pixels_per_patch} and image_size=[{renderer.pixels_per_patch}, "
-            f"{renderer.pixels_per_patch * num_patches}], or another render mode"
-        )
-    return renderer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -586,7 +555,6 @@ __all__ = [
     "first_samples",
     "build_pretraining_dataset",
     "load_pretraining_model",
-    "load_renderer",
     "save_and_reload",
     "append_to_model_card",
     "RenderingCollator",
