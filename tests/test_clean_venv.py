@@ -127,7 +127,7 @@ RUN_FOLDERS = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory, run_script):
+def folders(tmp_path_factory, run_script, pretrained):
     """One folder of each kind the package writes (tiny models, 1 training step)."""
     # tests/ is on sys.path (pytest's default import mode puts each test module's folder there)
     from test_convert import write_original_folder
@@ -138,14 +138,13 @@ def folders(tmp_path_factory, run_script):
     made["converted"] = convert_pixel_checkpoint(
         write_original_folder(root / "original"), root / "converted"
     )
-    base = create_hub_folder(root / "base", preset="test", image_size=(16, 16 * 64))
     monkeypatch = pytest.MonkeyPatch()
     for kind, script in [("classification", "run_classification"), ("ner", "run_ner"),
                          ("parsing", "run_dependency_parsing")]:  # fmt: skip
         made[kind] = root / kind
         run_script(
             script,
-            ["--model_name_or_path", str(base), "--output_dir", str(made[kind]),
+            ["--model_name_or_path", str(pretrained), "--output_dir", str(made[kind]),
              "--max_seq_length", "32", *flags(QUICK)],
             monkeypatch,
         )  # fmt: skip
