@@ -111,6 +111,7 @@ def fuzz(mode: str, count: int, seed: int = SEED) -> dict:
     return summary
 
 
+@pytest.mark.filterwarnings("ignore:.*glyph.s. missing from the fonts")  # expected here
 @pytest.mark.parametrize("mode", MODES)
 def test_a_few_random_texts_in_process(mode):
     """The quick loop's share of the fuzz run below: the same checks on 60 texts per mode."""
