@@ -24,19 +24,23 @@ from ..rendering_pixel_m4 import PixelM4TextRenderer
 # against the root and against saved folders).
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
-# A PIXEL-M4 folder (save_hub_folder): every module an auto_map or custom_pipelines entry of ours
-# can name, so each resolves in the folder.
-PIXEL_M4_HUB_FILES = (
-    "configuration_pixel_m4.py",
-    "layers_pixel.py",
-    "modeling_pixel_m4.py",
-    "rendering_pixel_m4.py",  # the renderer class, and its parts:
+# The renderer class and its parts (both kinds of folder render text).
+RENDERER_FILES = (
+    "rendering_pixel_m4.py",
     "rendering_native.py",
     "rendering_fonts.py",
     "rendering_text.py",
     "rendering_ink.py",
     "rendering_bigrams.py",
     "rendering_continuous.py",
+)
+# A PIXEL-M4 folder (save_hub_folder): every module an auto_map or custom_pipelines entry of ours
+# can name, so each resolves in the folder.
+PIXEL_M4_HUB_FILES = (
+    "configuration_pixel_m4.py",
+    "layers_pixel.py",
+    "modeling_pixel_m4.py",
+    *RENDERER_FILES,
     "processing_pixel_m4.py",
     "pipeline_pixel_m4.py",
     "parsing_pixel_m4.py",
@@ -48,13 +52,7 @@ FALLBACK_HUB_FILES = (
     "layers_pixel.py",
     "modeling_pixel_fallback.py",
     "processing_pixel_fallback.py",
-    "rendering_pixel_m4.py",
-    "rendering_native.py",
-    "rendering_fonts.py",
-    "rendering_text.py",
-    "rendering_ink.py",
-    "rendering_bigrams.py",
-    "rendering_continuous.py",
+    *RENDERER_FILES,
 )
 
 

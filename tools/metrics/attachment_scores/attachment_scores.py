@@ -2,6 +2,9 @@
 `evaluate` module that loads offline: `evaluate.load("<pixel_m4>/tools/metrics/attachment_scores")`.
 One row per sentence; words whose gold head is -100 (padding, truncated) are not scored."""
 
+# Standalone on purpose: evaluate.load copies this one file into its modules cache, so the four
+# metric modules cannot share a helper module; the MetricInfo boilerplate is evaluate's format.
+
 import datasets
 import evaluate
 import numpy as np

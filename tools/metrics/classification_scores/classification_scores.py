@@ -2,6 +2,9 @@
 `evaluate.load("<pixel_m4>/tools/metrics/classification_scores")`. Macro-F1 is the PIXEL-M4 paper's
 SIB-200 metric; classes without predictions count as F1 0 (zero_division=0)."""
 
+# Standalone on purpose: evaluate.load copies this one file into its modules cache, so the four
+# metric modules cannot share a helper module; the MetricInfo boilerplate is evaluate's format.
+
 import datasets
 import evaluate
 

@@ -2,6 +2,9 @@
 mode: CoNLL evaluation) as an `evaluate` module that loads offline:
 `evaluate.load("<pixel_m4>/tools/metrics/seqeval_scores")`."""
 
+# Standalone on purpose: evaluate.load copies this one file into its modules cache, so the four
+# metric modules cannot share a helper module; the MetricInfo boilerplate is evaluate's format.
+
 import datasets
 import evaluate
 

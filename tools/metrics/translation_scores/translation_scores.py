@@ -2,6 +2,9 @@
 scores, default settings) as an `evaluate` module that loads offline:
 `evaluate.load("<pixel_m4>/tools/metrics/translation_scores")`. One reference per translation."""
 
+# Standalone on purpose: evaluate.load copies this one file into its modules cache, so the four
+# metric modules cannot share a helper module; the MetricInfo boilerplate is evaluate's format.
+
 import datasets
 import evaluate
 
