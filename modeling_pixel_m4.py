@@ -321,6 +321,9 @@ class PixelM4PreTrainedModel(PreTrainedModel):
     # `output_hidden_states` / `output_attentions` are recorded by hooks on these modules (as
     # transformers' ViT-MAE does); only the encoder's modules are hooked, never the decoder's.
     _can_record_outputs = {"hidden_states": PixelLayer, "attentions": PixelAttention}
+    # Our losses are means over the batch and never read `num_items_in_batch`; without this the
+    # Trainer, seeing `**kwargs` in forward, would skip dividing by gradient_accumulation_steps.
+    accepts_loss_kwargs = False
 
     @classmethod
     def remote_code_auto_map(cls) -> dict[str, str]:

@@ -422,3 +422,41 @@ def test_save_load_safetensors_roundtrip(config, tmp_path):
     assert torch.equal(
         loaded.vit.embeddings.position_embeddings, model.vit.embeddings.position_embeddings
     )
+
+
+def test_gradient_accumulation_gives_the_large_batch_update(tmp_path):
+    """Two accumulated batches of 2 update the weights as one batch of 4 (the losses are batch
+    means, so the Trainer must divide each by gradient_accumulation_steps)."""
+    from transformers import Trainer, TrainingArguments
+
+    from pixel_m4.modeling_pixel_m4 import PixelM4ForSequenceClassification
+
+    config = PixelM4Config.from_preset(
+        "test", image_size=(16, 16 * 9), num_labels=3, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    rows = [
+        {"pixel_values": torch.rand(3, 16, 144, generator=generator), "labels": label}
+        for label in (0, 1, 2, 1)
+    ]
+
+    def weights_after_one_step(batch_size: int, accumulation: int) -> dict:
+        torch.manual_seed(0)
+        model = PixelM4ForSequenceClassification(config)
+        arguments = TrainingArguments(
+            output_dir=str(tmp_path / f"ga{accumulation}"), per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1.0,
+            optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0, report_to=[],
+            save_strategy="no", disable_tqdm=True, use_cpu=True,
+        )  # fmt: skip
+        trainer = Trainer(model=model, args=arguments, train_dataset=rows)
+        trainer.train()
+        return {name: value.detach().clone() for name, value in model.named_parameters()}
+
+    whole, accumulated = weights_after_one_step(4, 1), weights_after_one_step(2, 2)
+    torch.manual_seed(0)
+    start = dict(PixelM4ForSequenceClassification(config).named_parameters())
+    assert not torch.equal(whole["classifier.weight"], start["classifier.weight"])  # it moved
+    for name, value in whole.items():
+        torch.testing.assert_close(accumulated[name], value, atol=1e-5, rtol=1e-4, msg=name)
