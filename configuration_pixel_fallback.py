@@ -2,9 +2,8 @@
 with Pixel-level Fallback"), the pixel encoder that feeds a decoder LLM."""
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
 
-from .layers_pixel import check_heads, check_positive_ints, check_probabilities, checked_again
+from .layers_pixel import CheckedConfig, check_heads, check_positive_ints, check_probabilities
 
 # Fallback encoder sizes by name. "default" is the fallback paper's main model (Lotz et al. 2025,
 # §3.2: "92M", 4 layers, d=1536, 16 heads), "small" its BERT+PIXELS variant (§5 and footnote 8:
@@ -19,7 +18,7 @@ FALLBACK_PRESETS: dict[str, dict] = {
 
 
 @strict
-class PixelFallbackConfig(PreTrainedConfig):
+class PixelFallbackConfig(CheckedConfig):
     r"""
     Pixel fallback encoder for a language model (Lotz et al. 2025, "Overcoming Vocabulary
     Constraints with Pixel-level Fallback").
@@ -51,14 +50,6 @@ class PixelFallbackConfig(PreTrainedConfig):
     max_position_embeddings: int = 529
     llm_hidden_size: int | None = None
     base_model_name_or_path: str | None = None
-
-    def __post_init__(self, **kwargs):
-        self.check_values()
-        super().__post_init__(**kwargs)
-
-    @classmethod
-    def from_dict(cls, config_dict, **kwargs):
-        return checked_again(super().from_dict(config_dict, **kwargs))
 
     def check_values(self) -> None:
         """Raises ValueError naming the first invalid field."""

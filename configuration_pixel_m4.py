@@ -4,9 +4,8 @@ Names follow transformers' `ViTMAEConfig` so that original PIXEL checkpoints map
 """
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
 
-from .layers_pixel import check_heads, check_positive_ints, check_probabilities, checked_again
+from .layers_pixel import CheckedConfig, check_heads, check_positive_ints, check_probabilities
 
 # Span lengths 1..6 with the PIXEL paper's cumulative weights: P(1..4) = 0.2 each, P(5) = P(6) = 0.1.
 PAPER_SPAN_WEIGHTS = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
@@ -33,7 +32,7 @@ PRESETS: dict[str, dict] = {
 
 
 @strict
-class PixelM4Config(PreTrainedConfig):
+class PixelM4Config(CheckedConfig):
     r"""
     Encoder (ViT) and pretraining decoder (MAE) of a pixel language model.
 
@@ -104,14 +103,6 @@ class PixelM4Config(PreTrainedConfig):
     parser_decoding: str = "greedy"
     biaffine_arc_size: int = 500
     biaffine_rel_size: int = 100
-
-    def __post_init__(self, **kwargs):
-        self.check_values()
-        super().__post_init__(**kwargs)
-
-    @classmethod
-    def from_dict(cls, config_dict, **kwargs):
-        return checked_again(super().from_dict(config_dict, **kwargs))
 
     def check_values(self) -> None:
         """Raises ValueError naming the first invalid field."""

@@ -116,12 +116,23 @@ class PixelLayer(GradientCheckpointingLayer):
 # ---------------------------------------------------------------------------------------------
 
 
-def checked_again(loaded):
-    """PreTrainedConfig.from_dict sets overrides (from_pretrained(folder, mask_ratio=1.5)) after
-    construction, past __post_init__: the loaded config (or its (config, unused) tuple) is
-    checked again."""
-    (loaded[0] if isinstance(loaded, tuple) else loaded).check_values()
-    return loaded
+class CheckedConfig(PreTrainedConfig):
+    """A config that checks its values (`check_values`, written by each subclass) when built and
+    again after PreTrainedConfig.from_dict, which sets overrides (from_pretrained(folder,
+    mask_ratio=1.5)) after construction, past __post_init__."""
+
+    def __post_init__(self, **kwargs):
+        self.check_values()
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        loaded = super().from_dict(config_dict, **kwargs)  # the config or (config, unused)
+        (loaded[0] if isinstance(loaded, tuple) else loaded).check_values()
+        return loaded
+
+    def check_values(self) -> None:
+        raise NotImplementedError
 
 
 def check_positive_ints(config, *names: str) -> None:
