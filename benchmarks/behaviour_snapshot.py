@@ -144,6 +144,12 @@ def config(**kw):
     return PixelM4Config.from_preset("test", image_size=(16, 16 * 64), **kw)
 
 
+def parse(model):
+    return model(
+        pixel_values=pix, attention_mask=mask, word_spans=spans_t, arc_labels=arcs, rel_labels=rels
+    )
+
+
 for index, (cls, kw, call) in enumerate(
     [
         (
@@ -189,24 +195,12 @@ for index, (cls, kw, call) in enumerate(
         (
             PixelM4ForBiaffineParsing,
             {"num_labels": 7},
-            lambda m: m(
-                pixel_values=pix,
-                attention_mask=mask,
-                word_spans=spans_t,
-                arc_labels=arcs,
-                rel_labels=rels,
-            ),
+            parse,
         ),
         (
             PixelM4ForBiaffineParsing,
             {"num_labels": 7, "parser_variant": "dozat_manning"},
-            lambda m: m(
-                pixel_values=pix,
-                attention_mask=mask,
-                word_spans=spans_t,
-                arc_labels=arcs,
-                rel_labels=rels,
-            ),
+            parse,
         ),
         (
             PixelM4Model,
