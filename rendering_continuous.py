@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .rendering_ink import _Strip
-from .rendering_native import _Canvas, _FontSetup, process_lock
+from .rendering_native import _FontSetup, _WhiteCanvas, process_lock
 from .rendering_text import _units
 
 if TYPE_CHECKING:  # the renderer imports this module
@@ -45,7 +45,7 @@ class _ContinuousMode:
                 parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
                 layouts = [None] * len(parts)
             strip = _Strip(budget=self.max_seq_length - 1, overflow=overflow)
-            canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
+            canvas = setup.white_canvas(patch * self.max_seq_length, patch)
             try:
                 for index, ((drawn, ranges), layout) in enumerate(zip(parts, layouts, strict=True)):
                     if index == 1:
@@ -54,13 +54,12 @@ class _ContinuousMode:
                     self._draw_continuous_segment(
                         setup, canvas, drawn, ranges if word_spans else [], strip, layout
                     )
-                alpha = canvas.alpha()
             finally:
-                canvas.close()
+                pixels = canvas.take()  # also after an error: the canvas is reused
                 for layout in layouts:
                     if layout is not None:
                         setup.free(layout)
-        return self._finish(alpha, strip, total_words)
+        return self._finish(None, strip, total_words, pixels=pixels)
 
     def _layouts_if_they_fit(self, setup: _FontSetup, texts: list[str]) -> list | None:
         """The texts' layouts (None for an empty text) if text, [separator,] text_pair and the
@@ -140,7 +139,7 @@ class _ContinuousMode:
         return parts, total - count
 
     def _draw_continuous_segment(
-        self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip, layout=None
+        self, setup, canvas: _WhiteCanvas, text: str, ranges, strip: _Strip, layout=None
     ):
         """Draws `text` (with its `layout` if already shaped) at the cursor; word spans."""
         if not text or len(text) > _MAX_LAYOUT_CHARS:  # nothing, or only spaces, too many to fit
@@ -156,7 +155,7 @@ class _ContinuousMode:
                 return
             left = strip.cursor * patch
             y = patch / 2 - height / 2 - 2
-            canvas.draw([(layout, left + _CONTINUOUS_MARGIN, y)])
+            canvas.draw(layout, left + _CONTINUOUS_MARGIN, y)
             missing = setup.unknown_glyphs(layout)
             if missing:
                 strip.add_missing(missing, text.strip()[:20])

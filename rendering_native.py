@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ctypes.util
 import os
+import struct
+import sys
 import threading
 
 import numpy as np
@@ -59,10 +61,12 @@ unsigned char *cairo_image_surface_get_data(cairo_surface_t *surface);
 int cairo_image_surface_get_stride(cairo_surface_t *surface);
 void cairo_surface_flush(cairo_surface_t *surface);
 void cairo_surface_mark_dirty(cairo_surface_t *surface);
+void cairo_surface_mark_dirty_rectangle(cairo_surface_t *surface, int x, int y, int width, int height);
 void cairo_surface_destroy(cairo_surface_t *surface);
 cairo_t *cairo_create(cairo_surface_t *target);
 void cairo_destroy(cairo_t *cr);
 void cairo_move_to(cairo_t *cr, double x, double y);
+void cairo_set_source_rgb(cairo_t *cr, double red, double green, double blue);
 void cairo_rectangle(cairo_t *cr, double x, double y, double width, double height);
 void cairo_fill(cairo_t *cr);
 cairo_font_options_t *cairo_font_options_create(void);
@@ -88,12 +92,30 @@ void pango_layout_set_auto_dir(PangoLayout *layout, gboolean auto_dir);
 void pango_layout_get_pixel_extents(PangoLayout *layout, PangoRectangle *ink, PangoRectangle *logical);
 int pango_layout_get_unknown_glyphs_count(PangoLayout *layout);
 void pango_layout_index_to_pos(PangoLayout *layout, int index, PangoRectangle *pos);
-/* Leading fields only (read through pointers, never allocated here): a layout's glyph count. */
+/* Pango 1.44-1.5x structs (pango-item.h, pango-glyph.h, pango-glyph-item.h, pango-layout.h),
+   read through pointers and never allocated here, so most declare only their leading fields.
+   PangoGlyphInfo is complete: its size is the stride of a glyph string's array. */
 typedef struct _GSList GSList;
 struct _GSList { gpointer data; GSList *next; };
-typedef struct { int num_glyphs; } PangoGlyphString;
-typedef struct { gpointer item; PangoGlyphString *glyphs; } PangoGlyphItem;
+typedef struct {
+    gpointer shape_engine; gpointer lang_engine; gpointer font;
+    uint8_t level; uint8_t gravity; uint8_t flags; uint8_t script;  /* level odd: right to left */
+} PangoAnalysis;
+typedef struct { int offset; int length; int num_chars; PangoAnalysis analysis; } PangoItem;
+typedef struct {
+    uint32_t glyph;
+    int32_t width; int32_t x_offset; int32_t y_offset;  /* PangoGlyphGeometry */
+    uint32_t attr;  /* PangoGlyphVisAttr: guint bit fields */
+} PangoGlyphInfo;
+typedef struct { int num_glyphs; PangoGlyphInfo *glyphs; int *log_clusters; } PangoGlyphString;
+typedef struct { PangoItem *item; PangoGlyphString *glyphs; } PangoGlyphItem;
 typedef struct { gpointer layout; int start_index; int length; GSList *runs; } PangoLayoutLine;
+typedef struct {  /* pango-break.h: guint bit fields */
+    unsigned int is_line_break : 1; unsigned int is_mandatory_break : 1;
+    unsigned int is_char_break : 1; unsigned int is_white : 1;
+    unsigned int is_cursor_position : 1; unsigned int other_fields : 27;
+} PangoLogAttr;
+const PangoLogAttr *pango_layout_get_log_attrs_readonly(PangoLayout *layout, int *n_attrs);
 int pango_layout_get_line_count(PangoLayout *layout);
 PangoLayoutLine *pango_layout_get_line_readonly(PangoLayout *layout, int line);
 void pango_layout_line_get_x_ranges(PangoLayoutLine *line, int start_index, int end_index,
@@ -109,6 +131,7 @@ void pango_fc_font_map_set_config(PangoFontMap *fcfontmap, FcConfig *fcconfig);
 
 void g_object_unref(gpointer object);
 """
+_CAIRO_FORMAT_RGB24 = 1
 _CAIRO_FORMAT_A8 = 2
 _CAIRO_ANTIALIAS_GRAY = 2
 # cairo_hint_style_t / cairo_hint_metrics_t values
@@ -117,6 +140,8 @@ _CAIRO_HINT_METRICS = {False: 1, True: 2}
 _CAIRO_FONT_TYPE_FT = 1
 _PANGO_DIRECTION_WEAK_LTR = 4
 _PANGO_SCALE = 1024
+_GLYPH_INFO_SIZE = 20  # bytes of a PangoGlyphInfo: glyph, width, x_offset, y_offset, attr
+_int32 = struct.Struct("=i").pack  # an int as the 4 bytes of a C int
 _MIN_PANGO_VERSION = 14400  # 1.44: HarfBuzz shaping, unknown-glyph counting as used here
 
 _LIBRARY_NAMES = {
@@ -149,6 +174,12 @@ class _Native:
             setattr(self, attribute, self._dlopen(names))
         if self.pango.pango_version() < _MIN_PANGO_VERSION:
             raise ImportError(_MISSING_LIBRARIES)
+        if self.ffi.sizeof("PangoGlyphInfo") != _GLYPH_INFO_SIZE:
+            raise ImportError("unexpected PangoGlyphInfo layout")
+        # where the compiler put the bit field (its order is the ABI's)
+        attr = self.ffi.new("PangoLogAttr *")
+        attr.is_cursor_position = 1
+        self.cursor_position_bit = np.frombuffer(self.ffi.buffer(attr), dtype=np.uint32)[0]
 
     def _dlopen(self, names):
         soname, short_name = names
@@ -236,6 +267,7 @@ class _FontSetup:
         self.description = native.pango.pango_font_description_from_string(description.encode())
         # out-parameters, allocated once (used under the module lock only)
         self._rectangle = ffi.new("PangoRectangle *")
+        self._white_canvases: dict[tuple[int, int], _WhiteCanvas] = {}
         self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
 
     def layout(self, text: str):
@@ -291,6 +323,13 @@ class _FontSetup:
             else:
                 result.append((0.0, 0.0))
         return result
+
+    def white_canvas(self, width: int, height: int) -> _WhiteCanvas:
+        """This setup's reusable white canvas of that size (continuous mode)."""
+        canvas = self._white_canvases.get((width, height))
+        if canvas is None:
+            canvas = self._white_canvases[width, height] = _WhiteCanvas(self, width, height)
+        return canvas
 
     def unknown_glyphs(self, layout) -> int:
         return self.native.pango.pango_layout_get_unknown_glyphs_count(layout)
@@ -360,3 +399,70 @@ class _Canvas:
     def close(self):
         self.native.cairo.cairo_destroy(self.cr)
         self.native.cairo.cairo_surface_destroy(self.surface)
+
+
+class _WhiteCanvas:
+    """A white RGB24 cairo surface on which layouts are drawn in black, kept and reused.
+
+    The published continuous renderer's surface (xplip/pixel pangocairo_renderer.py,
+    `get_empty_surface`: RGB24 filled white, black source), so its pixels are those of an A8
+    `_Canvas` turned to 255 - coverage (one channel of three equal ones, gray antialiasing),
+    and pixman composites glyphs onto it faster than onto an A8 surface (it has no fast OVER
+    path for an a8 destination). Made once per font setup and size in a process (forgotten
+    after a fork with the setup), used under `process_lock`: `take` copies out only the
+    columns drawn on, from the layouts' ink with a margin, and paints them white again.
+    """
+
+    def __init__(self, setup: _FontSetup, width: int, height: int):
+        if not (0 < width <= _CAIRO_MAX_SIZE and 0 < height <= _CAIRO_MAX_SIZE):
+            raise ValueError(
+                f"cannot draw {width} x {height} px: cairo surfaces are at most "
+                f"{_CAIRO_MAX_SIZE} px on a side"
+            )
+        native = setup.native
+        cairo, ffi = native.cairo, native.ffi
+        self.setup, self.width, self.height = setup, width, height
+        self.surface = cairo.cairo_image_surface_create(_CAIRO_FORMAT_RGB24, width, height)
+        self.cr = cairo.cairo_create(self.surface)
+        cairo.cairo_set_source_rgb(self.cr, 1.0, 1.0, 1.0)
+        cairo.cairo_rectangle(self.cr, 0, 0, width, height)
+        cairo.cairo_fill(self.cr)
+        cairo.cairo_set_source_rgb(self.cr, 0.0, 0.0, 0.0)
+        cairo.cairo_surface_flush(self.surface)
+        stride = cairo.cairo_image_surface_get_stride(self.surface)
+        memory = ffi.buffer(cairo.cairo_image_surface_get_data(self.surface), stride * height)
+        words = np.frombuffer(memory, dtype=np.uint32).reshape(height, stride // 4)
+        self._words = words[:, :width]  # one uint32 per pixel (xRGB)
+        # blue, one of the three equal channels: the pixel's low byte
+        self._blue = words.view(np.uint8)[:, 0 if sys.byteorder == "little" else 3 :: 4]
+        self._drawn = None  # [start, end) columns that may hold ink
+
+    def draw(self, layout, x: int, y: float):
+        """Draws `layout` with its origin at (x, y); x whole pixels."""
+        setup = self.setup
+        cairo = setup.native.cairo
+        cairo.cairo_move_to(self.cr, x, y)
+        setup.native.pangocairo.pango_cairo_show_layout(self.cr, layout)
+        # ink can overhang the logical box; Pango's ink box rounds outwards, plus a margin
+        left, right = setup.ink_columns(layout)
+        start, end = x + left - self.height, x + right + self.height
+        if self._drawn is not None:
+            start, end = min(start, self._drawn[0]), max(end, self._drawn[1])
+        self._drawn = (start, end)
+
+    def take(self) -> np.ndarray:
+        """The drawing as uint8 [height, width] pixels (255 = white); the canvas white again."""
+        pixels = np.full((self.height, self.width), 255, dtype=np.uint8)
+        if self._drawn is None:
+            return pixels
+        start, end = max(0, self._drawn[0]), min(self.width, self._drawn[1])
+        self._drawn = None
+        if start < end:
+            cairo = self.setup.native.cairo
+            cairo.cairo_surface_flush(self.surface)
+            pixels[:, start:end] = self._blue[:, start:end]
+            self._words[:, start:end] = 0xFFFFFFFF
+            cairo.cairo_surface_mark_dirty_rectangle(
+                self.surface, start, 0, end - start, self.height
+            )
+        return pixels

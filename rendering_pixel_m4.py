@@ -489,10 +489,12 @@ class PixelM4TextRenderer(_BigramModes, _ContinuousMode, ImageProcessingMixin):
         )
 
     # ----------------------------------------------------------------------------- shared
-    def _finish(self, alpha: np.ndarray, strip: _Strip, num_words: int) -> RenderedText:
-        """Coverage -> pixels (255 = white); black separator / end patch, white after it."""
+    def _finish(self, alpha, strip: _Strip, num_words: int, pixels=None) -> RenderedText:
+        """Coverage -> pixels (255 = white), or the `pixels` given (continuous mode draws black
+        on white); black separator / end patch, white after it."""
         patch = self.pixels_per_patch
-        pixels = np.subtract(255, alpha, dtype=np.uint8)
+        if pixels is None:
+            pixels = np.subtract(255, alpha, dtype=np.uint8)
         strip.black.append(strip.cursor)  # the end patch
         for index in strip.black:
             pixels[:, index * patch : (index + 1) * patch] = 0
