@@ -32,16 +32,18 @@ class _ContinuousMode:
 
     def _render_continuous(self, texts: list[str], word_spans: bool = True) -> RenderedText:
         patch = self.pixels_per_patch
-        word_ranges = [_word_char_ranges(text) for text in texts]
-        total_words = sum(len(ranges) for ranges in word_ranges)
+        # str.split and `_word_char_ranges` cut at the same characters (str.isspace)
+        total_words = sum(len(text.split()) for text in texts)
         with process_lock():
             setup = self._setup()
             # Texts that fit (the usual case) are shaped once, measured and drawn from the same
             # layout, as the published renderer does; only the others are searched.
             layouts = self._layouts_if_they_fit(setup, texts)
             if layouts is not None:
-                parts, overflow = list(zip(texts, word_ranges, strict=True)), 0
+                ranges = [_word_char_ranges(text) if word_spans else [] for text in texts]
+                parts, overflow = list(zip(texts, ranges, strict=True)), 0
             else:
+                word_ranges = [_word_char_ranges(text) for text in texts]
                 parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
                 layouts = [None] * len(parts)
             strip = _Strip(budget=self.max_seq_length - 1, overflow=overflow)
@@ -160,7 +162,7 @@ class _ContinuousMode:
             if missing:
                 strip.add_missing(missing, text.strip()[:20])
             cursor, floor, ceil = strip.cursor, math.floor, math.ceil
-            for x0, x1 in setup.x_ranges(layout, _byte_ranges(text, ranges)):
+            for x0, x1 in setup.x_ranges(layout, _byte_ranges(text, ranges)) if ranges else ():
                 first = cursor + min(
                     num_patches - 1, max(0, floor((x0 + _CONTINUOUS_MARGIN) / patch))
                 )

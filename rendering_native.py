@@ -2,8 +2,9 @@
 
 Separate from the renderer because it is the only place that talks to C: the cffi declarations,
 loading the libraries, the private fontconfig configuration with only the renderer's fonts (a
-`_FontSetup`: font map, context, layouts and what is measured on them), the A8 cairo canvas
-(`_Canvas`), and the state that must not cross a fork (one lock, the font setups). Everything
+`_FontSetup`: font map, context, layouts and what is measured on them), the cairo canvases (A8
+`_Canvas` for the bigram modes, the reused white RGB24 `_WhiteCanvas` for continuous mode), and
+the state that must not cross a fork (one lock, the font setups and their canvases). Everything
 else works on numpy arrays and Python strings.
 
 * The libraries are loaded with cffi when the first renderer is constructed, so importing this
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import ctypes.util
 import os
-import struct
-import sys
 import threading
 
 import numpy as np
@@ -92,30 +91,12 @@ void pango_layout_set_auto_dir(PangoLayout *layout, gboolean auto_dir);
 void pango_layout_get_pixel_extents(PangoLayout *layout, PangoRectangle *ink, PangoRectangle *logical);
 int pango_layout_get_unknown_glyphs_count(PangoLayout *layout);
 void pango_layout_index_to_pos(PangoLayout *layout, int index, PangoRectangle *pos);
-/* Pango 1.44-1.5x structs (pango-item.h, pango-glyph.h, pango-glyph-item.h, pango-layout.h),
-   read through pointers and never allocated here, so most declare only their leading fields.
-   PangoGlyphInfo is complete: its size is the stride of a glyph string's array. */
+/* Leading fields only (read through pointers, never allocated here): a layout's glyph count. */
 typedef struct _GSList GSList;
 struct _GSList { gpointer data; GSList *next; };
-typedef struct {
-    gpointer shape_engine; gpointer lang_engine; gpointer font;
-    uint8_t level; uint8_t gravity; uint8_t flags; uint8_t script;  /* level odd: right to left */
-} PangoAnalysis;
-typedef struct { int offset; int length; int num_chars; PangoAnalysis analysis; } PangoItem;
-typedef struct {
-    uint32_t glyph;
-    int32_t width; int32_t x_offset; int32_t y_offset;  /* PangoGlyphGeometry */
-    uint32_t attr;  /* PangoGlyphVisAttr: guint bit fields */
-} PangoGlyphInfo;
-typedef struct { int num_glyphs; PangoGlyphInfo *glyphs; int *log_clusters; } PangoGlyphString;
-typedef struct { PangoItem *item; PangoGlyphString *glyphs; } PangoGlyphItem;
+typedef struct { int num_glyphs; } PangoGlyphString;
+typedef struct { gpointer item; PangoGlyphString *glyphs; } PangoGlyphItem;
 typedef struct { gpointer layout; int start_index; int length; GSList *runs; } PangoLayoutLine;
-typedef struct {  /* pango-break.h: guint bit fields */
-    unsigned int is_line_break : 1; unsigned int is_mandatory_break : 1;
-    unsigned int is_char_break : 1; unsigned int is_white : 1;
-    unsigned int is_cursor_position : 1; unsigned int other_fields : 27;
-} PangoLogAttr;
-const PangoLogAttr *pango_layout_get_log_attrs_readonly(PangoLayout *layout, int *n_attrs);
 int pango_layout_get_line_count(PangoLayout *layout);
 PangoLayoutLine *pango_layout_get_line_readonly(PangoLayout *layout, int line);
 void pango_layout_line_get_x_ranges(PangoLayoutLine *line, int start_index, int end_index,
@@ -140,8 +121,6 @@ _CAIRO_HINT_METRICS = {False: 1, True: 2}
 _CAIRO_FONT_TYPE_FT = 1
 _PANGO_DIRECTION_WEAK_LTR = 4
 _PANGO_SCALE = 1024
-_GLYPH_INFO_SIZE = 20  # bytes of a PangoGlyphInfo: glyph, width, x_offset, y_offset, attr
-_int32 = struct.Struct("=i").pack  # an int as the 4 bytes of a C int
 _MIN_PANGO_VERSION = 14400  # 1.44: HarfBuzz shaping, unknown-glyph counting as used here
 
 _LIBRARY_NAMES = {
@@ -174,12 +153,6 @@ class _Native:
             setattr(self, attribute, self._dlopen(names))
         if self.pango.pango_version() < _MIN_PANGO_VERSION:
             raise ImportError(_MISSING_LIBRARIES)
-        if self.ffi.sizeof("PangoGlyphInfo") != _GLYPH_INFO_SIZE:
-            raise ImportError("unexpected PangoGlyphInfo layout")
-        # where the compiler put the bit field (its order is the ABI's)
-        attr = self.ffi.new("PangoLogAttr *")
-        attr.is_cursor_position = 1
-        self.cursor_position_bit = np.frombuffer(self.ffi.buffer(attr), dtype=np.uint32)[0]
 
     def _dlopen(self, names):
         soname, short_name = names
@@ -267,8 +240,8 @@ class _FontSetup:
         self.description = native.pango.pango_font_description_from_string(description.encode())
         # out-parameters, allocated once (used under the module lock only)
         self._rectangle = ffi.new("PangoRectangle *")
-        self._white_canvases: dict[tuple[int, int], _WhiteCanvas] = {}
         self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
+        self._white_canvases: dict[tuple[int, int], _WhiteCanvas] = {}
 
     def layout(self, text: str):
         """A layout of `text`; the caller must `free` it."""
@@ -432,23 +405,21 @@ class _WhiteCanvas:
         stride = cairo.cairo_image_surface_get_stride(self.surface)
         memory = ffi.buffer(cairo.cairo_image_surface_get_data(self.surface), stride * height)
         words = np.frombuffer(memory, dtype=np.uint32).reshape(height, stride // 4)
-        self._words = words[:, :width]  # one uint32 per pixel (xRGB)
-        # blue, one of the three equal channels: the pixel's low byte
-        self._blue = words.view(np.uint8)[:, 0 if sys.byteorder == "little" else 3 :: 4]
+        self._words = words[:, :width]  # one uint32 per pixel: x, red, green, blue bytes
         self._drawn = None  # [start, end) columns that may hold ink
 
     def draw(self, layout, x: int, y: float):
         """Draws `layout` with its origin at (x, y); x whole pixels."""
         setup = self.setup
-        cairo = setup.native.cairo
-        cairo.cairo_move_to(self.cr, x, y)
-        setup.native.pangocairo.pango_cairo_show_layout(self.cr, layout)
-        # ink can overhang the logical box; Pango's ink box rounds outwards, plus a margin
+        # recorded first (whatever happens next, `take` whitens them): the ink's columns
+        # (Pango's ink box rounds outwards; ink can overhang the logical box) with a margin
         left, right = setup.ink_columns(layout)
         start, end = x + left - self.height, x + right + self.height
         if self._drawn is not None:
             start, end = min(start, self._drawn[0]), max(end, self._drawn[1])
         self._drawn = (start, end)
+        setup.native.cairo.cairo_move_to(self.cr, x, y)
+        setup.native.pangocairo.pango_cairo_show_layout(self.cr, layout)
 
     def take(self) -> np.ndarray:
         """The drawing as uint8 [height, width] pixels (255 = white); the canvas white again."""
@@ -460,7 +431,8 @@ class _WhiteCanvas:
         if start < end:
             cairo = self.setup.native.cairo
             cairo.cairo_surface_flush(self.surface)
-            pixels[:, start:end] = self._blue[:, start:end]
+            # the low byte of each xRGB word: blue (integer casts wrap)
+            np.copyto(pixels[:, start:end], self._words[:, start:end], casting="unsafe")
             self._words[:, start:end] = 0xFFFFFFFF
             cairo.cairo_surface_mark_dirty_rectangle(
                 self.surface, start, 0, end - start, self.height

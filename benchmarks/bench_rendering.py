@@ -14,7 +14,9 @@ Corpora:
   5,000 most frequent words of the same languages (the steady state of a long run, where the
   characters and pairs of a script saturate quickly; the words themselves never do).
 
-Paths: "render" is `renderer.render(text)` one by one; "uncached" the same with cache_size=0
+Paths: "render" is `renderer.render(text)` one by one ("continuous, no spans": with
+return_word_spans=False, which skips measuring word spans, the published renderer's output and
+what a batch call without return_word_spans does); "uncached" the same with cache_size=0
 (every character shaped with its own layout, the published renderer's way); "call f32" and "call
 u8" are one `renderer(texts, return_tensors="pt")` call on --batch texts of the cached corpus,
 float32 [B, 3, 16, 8464] or, where the renderer offers it, output_format="uint8" [B, 1, 16,
@@ -114,9 +116,9 @@ def per_second(count: int, function, *args) -> float:
     return count / (time.perf_counter() - start)
 
 
-def render_all(renderer: PixelM4TextRenderer, texts: list[str]):
+def render_all(renderer: PixelM4TextRenderer, texts: list[str], **options):
     for text in texts:
-        renderer.render(text)
+        renderer.render(text, **options)
 
 
 def best_of(repeats: int, count: int, function, *args) -> float:
@@ -228,6 +230,18 @@ def main():
         published_cached = published_rate(args, mode, sentences)
         one_by_one.append((mode, "unseen", unseen_rate, unseen_uncached, published_unseen))
         one_by_one.append((mode, "cached", cached_rate, cached_uncached, published_cached))
+        if mode == "continuous":  # like for like: the published renderer measures no spans
+            no_spans = {"return_word_spans": False}
+            for corpus, texts, published in (
+                ("unseen", unseen, published_unseen),
+                ("cached", sentences, published_cached),
+            ):
+                repeats = 1 if corpus == "unseen" else args.repeats  # as above
+                rates = [
+                    best_of(repeats, len(texts), render_all, one, texts, **no_spans)
+                    for one in (renderer, uncached)
+                ]
+                one_by_one.append((f"{mode}, no spans", corpus, *rates, published))
         floor = bare_conversion_seconds(len(batch), renderer.pixels_per_patch, 529, args.repeats)
         f32 = call_rate(renderer, batch, args.repeats)
         u8 = None

@@ -9,13 +9,14 @@ import sys
 import threading
 import tracemalloc
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pixel_m4 import rendering_ink
+from pixel_m4 import rendering_ink, rendering_native
 from pixel_m4.rendering_pixel_m4 import (
     PixelM4TextRenderer,
     cache_info,
@@ -443,6 +444,89 @@ def test_continuous_batch_without_spans_draws_the_same():
     assert spans["word_patch_spans"] == [example.word_patch_spans for example in rendered]
     assert all(len(one) > 1 for one in spans["word_patch_spans"])
     assert spans["overflow"][-1] > 0
+
+
+def test_continuous_render_without_word_spans():
+    """render(return_word_spans=False): continuous mode skips measuring spans (empty list),
+    everything else is the same; the bigram modes return them anyway."""
+    texts = [*CORPUS, " ".join(CORPUS * 12)]  # the last one overflows: words are searched
+    for mode in MODES:
+        renderer = PixelM4TextRenderer(render_mode=mode)
+        for text, pair in [*((text, None) for text in texts), (CORPUS[0], SAMPLES["he"])]:
+            spans = renderer.render(text, pair)
+            without = renderer.render(text, pair, return_word_spans=False)
+            assert without.pixels.tobytes() == spans.pixels.tobytes()
+            assert replace(without, pixels=None, word_patch_spans=[]) == replace(
+                spans, pixels=None, word_patch_spans=[]
+            )
+            assert spans.word_patch_spans
+            expected = [] if mode == "continuous" else spans.word_patch_spans
+            assert without.word_patch_spans == expected
+
+
+# Ink far from its logical box or past the strip's end, for the reused continuous canvas:
+# stacked marks, dotted circles, tofu, an overflowing text
+INK_TEXTS = [
+    *OVERHANG,
+    "\u0301" * 40 + "a" + "\u0336" * 30,
+    "tofu \U000f0000\U0010fffd \ue000 " + "\u20e4" * 8,
+    ("\ufb01 " + SAMPLES["hi"]) * 30,
+]
+
+
+def _canvas_rgb(renderer) -> np.ndarray:
+    patch = renderer.pixels_per_patch
+    canvas = renderer._setup().white_canvas(patch * renderer.max_seq_length, patch)
+    return canvas._words & 0xFFFFFF
+
+
+@pytest.mark.filterwarnings("ignore:.*missing from the fonts")
+def test_continuous_canvas_is_reused_clean():
+    """Continuous mode draws on one white surface per font setup and size: after every text
+    (also a pair, an overflowing text, and a drawing that fails half-way) it is white again,
+    so a text's pixels do not depend on what was drawn before."""
+    renderer = PixelM4TextRenderer(render_mode="continuous", max_seq_length=64)
+    texts = [*INK_TEXTS, "   ", "", *CORPUS]
+    pairs = [(text, None) for text in texts] + [(OVERHANG[0], OVERHANG[2])]
+    forward = []
+    for text, pair in pairs:
+        forward.append(renderer.render(text, pair).pixels)
+        assert (_canvas_rgb(renderer) == 0xFFFFFF).all(), text
+    backward = [renderer.render(text, pair).pixels for text, pair in reversed(pairs)]
+    for one, other in zip(forward, reversed(backward), strict=True):
+        assert one.tobytes() == other.tobytes()
+    setup = renderer._setup()
+    with pytest.MonkeyPatch.context() as patch:  # fails after drawing
+        patch.setattr(setup, "unknown_glyphs", lambda layout: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            renderer.render(OVERHANG[0])
+    assert (_canvas_rgb(renderer) == 0xFFFFFF).all()
+    assert renderer.render(CORPUS[0]).pixels.tobytes() == forward[texts.index(CORPUS[0])].tobytes()
+
+
+@pytest.mark.filterwarnings("ignore:.*missing from the fonts")
+def test_white_canvas_is_255_minus_a8_coverage():
+    """Black drawn on the white RGB24 surface (the published continuous renderer's) gives
+    exactly 255 - the coverage an A8 surface gets (the bigram modes' canvas), overlapping
+    glyphs of one layout included."""
+    renderer = PixelM4TextRenderer(render_mode="continuous")
+    setup = renderer._setup()
+    width = 16 * renderer.max_seq_length
+    white = setup.white_canvas(width, 16)
+    for text in [*INK_TEXTS, *CORPUS, "\u0d63\u20e4 jj fj \u0e33\u0e33"]:
+        layout = setup.layout(text)
+        try:
+            for y in (0.0, -2.5, 3.25):
+                a8 = rendering_native._Canvas(setup.native, width, 16)
+                try:
+                    a8.draw([(layout, 2, y)])
+                    alpha = a8.alpha()
+                finally:
+                    a8.close()
+                white.draw(layout, 2, y)
+                assert white.take().tobytes() == (255 - alpha).tobytes(), text
+        finally:
+            setup.free(layout)
 
 
 def test_ink_overhanging_a_pair_is_not_clipped():
