@@ -33,15 +33,15 @@ class _ContinuousMode:
     def _render_continuous(self, texts: list[str], word_spans: bool = True) -> RenderedText:
         patch = self.pixels_per_patch
         # str.split and `_word_char_ranges` cut at the same characters (str.isspace)
-        total_words = sum(len(text.split()) for text in texts)
+        total_words = sum(map(len, map(str.split, texts)))
         with process_lock():
             setup = self._setup()
             # Texts that fit (the usual case) are shaped once, measured and drawn from the same
             # layout, as the published renderer does; only the others are searched.
             layouts = self._layouts_if_they_fit(setup, texts)
             if layouts is not None:
-                ranges = [_word_char_ranges(text) if word_spans else [] for text in texts]
-                parts, overflow = list(zip(texts, ranges, strict=True)), 0
+                parts = [(text, _word_char_ranges(text) if word_spans else []) for text in texts]
+                overflow = 0
             else:
                 word_ranges = [_word_char_ranges(text) for text in texts]
                 parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
@@ -56,8 +56,8 @@ class _ContinuousMode:
                     self._draw_continuous_segment(
                         setup, canvas, drawn, ranges if word_spans else [], strip, layout
                     )
-            finally:
-                pixels = canvas.take()  # also after an error: the canvas is reused
+            finally:  # also after an error: the canvas is reused
+                pixels = canvas.take((strip.cursor + 1) * patch)  # white after the end patch
                 for layout in layouts:
                     if layout is not None:
                         setup.free(layout)
@@ -66,7 +66,7 @@ class _ContinuousMode:
     def _layouts_if_they_fit(self, setup: _FontSetup, texts: list[str]) -> list | None:
         """The texts' layouts (None for an empty text) if text, [separator,] text_pair and the
         end patch fit the strip; else None (nothing kept)."""
-        if any(len(text) > _MAX_LAYOUT_CHARS for text in texts):
+        if max(map(len, texts)) > _MAX_LAYOUT_CHARS:
             return None
         layouts = [setup.layout(text) if text else None for text in texts]
         patches = 0
@@ -151,27 +151,30 @@ class _ContinuousMode:
         if owned:
             layout = setup.layout(text)
         try:
-            width, height = setup.logical_size(layout)
+            ink_left, ink_right, width, height = setup.extents(layout)
             num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
             if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
                 return
             left = strip.cursor * patch
             y = patch / 2 - height / 2 - 2
-            canvas.draw(layout, left + _CONTINUOUS_MARGIN, y)
+            canvas.draw(layout, left + _CONTINUOUS_MARGIN, y, (ink_left, ink_right))
             missing = setup.unknown_glyphs(layout)
             if missing:
                 strip.add_missing(missing, text.strip()[:20])
-            cursor, floor, ceil = strip.cursor, math.floor, math.ceil
-            for x0, x1 in setup.x_ranges(layout, _byte_ranges(text, ranges)) if ranges else ():
-                first = cursor + min(
-                    num_patches - 1, max(0, floor((x0 + _CONTINUOUS_MARGIN) / patch))
-                )
-                last = cursor + min(num_patches, ceil((x1 + _CONTINUOUS_MARGIN) / patch))
-                strip.spans.append((first, max(first + 1, last)))
+            if ranges:
+                self._add_word_spans(setup, layout, text, ranges, strip, num_patches)
             strip.cursor += num_patches
         finally:
             if owned:
                 setup.free(layout)
+
+    def _add_word_spans(self, setup, layout, text: str, ranges, strip: _Strip, num_patches: int):
+        """The patch span of each word (character `ranges` of `text`) drawn at the cursor."""
+        patch, cursor, floor, ceil = self.pixels_per_patch, strip.cursor, math.floor, math.ceil
+        for x0, x1 in setup.x_ranges(layout, _byte_ranges(text, ranges)):
+            first = cursor + min(num_patches - 1, max(0, floor((x0 + _CONTINUOUS_MARGIN) / patch)))
+            last = cursor + min(num_patches, ceil((x1 + _CONTINUOUS_MARGIN) / patch))
+            strip.spans.append((first, max(first + 1, last)))
 
 
 def _longest_prefix(fits, limit: int) -> int:

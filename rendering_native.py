@@ -83,11 +83,10 @@ int pango_version(void);
 PangoContext *pango_font_map_create_context(PangoFontMap *fontmap);
 void pango_context_set_base_dir(PangoContext *context, int direction);
 void pango_context_set_round_glyph_positions(PangoContext *context, gboolean round_positions);
+void pango_context_set_font_description(PangoContext *context, const PangoFontDescription *desc);
 PangoFontDescription *pango_font_description_from_string(const char *str);
 PangoLayout *pango_layout_new(PangoContext *context);
 void pango_layout_set_text(PangoLayout *layout, const char *text, int length);
-void pango_layout_set_font_description(PangoLayout *layout, const PangoFontDescription *desc);
-void pango_layout_set_auto_dir(PangoLayout *layout, gboolean auto_dir);
 void pango_layout_get_pixel_extents(PangoLayout *layout, PangoRectangle *ink, PangoRectangle *logical);
 int pango_layout_get_unknown_glyphs_count(PangoLayout *layout);
 void pango_layout_index_to_pos(PangoLayout *layout, int index, PangoRectangle *pos);
@@ -237,18 +236,18 @@ class _FontSetup:
         native.pango.pango_context_set_round_glyph_positions(context, True)
         native.pango.pango_context_set_base_dir(context, _PANGO_DIRECTION_WEAK_LTR)
         self.config, self.font_map, self.context = config, font_map, context
+        # on the context, which every layout inherits (cheaper than a copy per layout)
         self.description = native.pango.pango_font_description_from_string(description.encode())
+        native.pango.pango_context_set_font_description(context, self.description)
         # out-parameters, allocated once (used under the module lock only)
-        self._rectangle = ffi.new("PangoRectangle *")
+        self._rectangle, self._logical = ffi.new("PangoRectangle *"), ffi.new("PangoRectangle *")
         self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
         self._white_canvases: dict[tuple[int, int], _WhiteCanvas] = {}
 
     def layout(self, text: str):
         """A layout of `text`; the caller must `free` it."""
         pango = self.native.pango
-        layout = pango.pango_layout_new(self.context)
-        pango.pango_layout_set_font_description(layout, self.description)
-        pango.pango_layout_set_auto_dir(layout, True)
+        layout = pango.pango_layout_new(self.context)  # auto_dir: on by default
         encoded = text.encode("utf-8")
         pango.pango_layout_set_text(layout, encoded, len(encoded))
         return layout
@@ -258,6 +257,12 @@ class _FontSetup:
         ink = self._rectangle
         self.native.pango.pango_layout_get_pixel_extents(layout, ink, self.native.ffi.NULL)
         return ink.x, ink.x + ink.width
+
+    def extents(self, layout) -> tuple[int, int, int, int]:
+        """[left, right) ink columns relative to the origin, logical width and height."""
+        ink, logical = self._rectangle, self._logical
+        self.native.pango.pango_layout_get_pixel_extents(layout, ink, logical)
+        return ink.x, ink.x + ink.width, logical.width, logical.height
 
     def logical_size(self, layout) -> tuple[int, int]:
         logical = self._rectangle
@@ -408,21 +413,22 @@ class _WhiteCanvas:
         self._words = words[:, :width]  # one uint32 per pixel: x, red, green, blue bytes
         self._drawn = None  # [start, end) columns that may hold ink
 
-    def draw(self, layout, x: int, y: float):
-        """Draws `layout` with its origin at (x, y); x whole pixels."""
-        setup = self.setup
+    def draw(self, layout, x: int, y: float, ink: tuple[int, int]):
+        """Draws `layout` with its origin at (x, y), x whole pixels; `ink`: its [left, right)
+        ink columns relative to the origin (`_FontSetup.extents`)."""
         # recorded first (whatever happens next, `take` whitens them): the ink's columns
         # (Pango's ink box rounds outwards; ink can overhang the logical box) with a margin
-        left, right = setup.ink_columns(layout)
-        start, end = x + left - self.height, x + right + self.height
+        start, end = x + ink[0] - self.height, x + ink[1] + self.height
         if self._drawn is not None:
             start, end = min(start, self._drawn[0]), max(end, self._drawn[1])
         self._drawn = (start, end)
-        setup.native.cairo.cairo_move_to(self.cr, x, y)
-        setup.native.pangocairo.pango_cairo_show_layout(self.cr, layout)
+        native = self.setup.native
+        native.cairo.cairo_move_to(self.cr, x, y)
+        native.pangocairo.pango_cairo_show_layout(self.cr, layout)
 
-    def take(self) -> np.ndarray:
-        """The drawing as uint8 [height, width] pixels (255 = white); the canvas white again."""
+    def take(self, columns: int) -> np.ndarray:
+        """The drawing's first `columns` columns as uint8 [height, width] pixels (255 = white),
+        white after them; the canvas white again."""
         pixels = np.full((self.height, self.width), 255, dtype=np.uint8)
         if self._drawn is None:
             return pixels
@@ -431,8 +437,9 @@ class _WhiteCanvas:
         if start < end:
             cairo = self.setup.native.cairo
             cairo.cairo_surface_flush(self.surface)
-            # the low byte of each xRGB word: blue (integer casts wrap)
-            np.copyto(pixels[:, start:end], self._words[:, start:end], casting="unsafe")
+            kept = min(end, columns)
+            if start < kept:  # the low byte of a pixel: blue (integer casts wrap)
+                pixels[:, start:kept] = self._words[:, start:kept]
             self._words[:, start:end] = 0xFFFFFFFF
             cairo.cairo_surface_mark_dirty_rectangle(
                 self.surface, start, 0, end - start, self.height

@@ -500,15 +500,16 @@ class PixelM4TextRenderer(_BigramModes, _ContinuousMode, ImageProcessingMixin):
 
     # ----------------------------------------------------------------------------- shared
     def _finish(self, alpha, strip: _Strip, num_words: int, pixels=None) -> RenderedText:
-        """Coverage -> pixels (255 = white), or the `pixels` given (continuous mode draws black
-        on white); black separator / end patch, white after it."""
+        """Coverage -> pixels (255 = white), white after the end patch; or the `pixels` given,
+        already white there (continuous mode draws black on white); black separator / end
+        patch."""
         patch = self.pixels_per_patch
         if pixels is None:
             pixels = np.subtract(255, alpha, dtype=np.uint8)
+            pixels[:, (strip.cursor + 1) * patch :] = 255  # also where ink spilled past the end
         strip.black.append(strip.cursor)  # the end patch
         for index in strip.black:
             pixels[:, index * patch : (index + 1) * patch] = 0
-        pixels[:, (strip.cursor + 1) * patch :] = 255  # also where ink spilled past the end patch
         if strip.missing:
             self._warn_missing(strip.missing, strip.missing_sample)
         return RenderedText(

@@ -523,8 +523,8 @@ def test_white_canvas_is_255_minus_a8_coverage():
                     alpha = a8.alpha()
                 finally:
                     a8.close()
-                white.draw(layout, 2, y)
-                assert white.take().tobytes() == (255 - alpha).tobytes(), text
+                white.draw(layout, 2, y, setup.extents(layout)[:2])
+                assert white.take(width).tobytes() == (255 - alpha).tobytes(), text
         finally:
             setup.free(layout)
 
