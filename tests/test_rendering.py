@@ -637,7 +637,9 @@ unseen = [text[::-1] for text in {CORPUS!r}] * 4  # new words and pairs in the w
 texts = seen + unseen
 uncached = PixelM4TextRenderer(cache_size=0)  # Pango state built in the parent before fork
 cached = PixelM4TextRenderer()
+continuous = PixelM4TextRenderer(render_mode="continuous")  # and its reused white canvas
 expected = numpy.stack([uncached.render(text).pixels for text in texts])
+expected_continuous = numpy.stack([continuous.render(text).pixels for text in texts])
 for text in seen:  # the parent's caches hold half of the words
     cached.render(text)
 
@@ -646,7 +648,8 @@ class Texts(torch.utils.data.Dataset):
         return len(texts)
     def __getitem__(self, index):
         text = texts[index]
-        return torch.from_numpy(numpy.stack([uncached.render(text).pixels, cached.render(text).pixels]))
+        paths = (uncached, cached, continuous)
+        return torch.from_numpy(numpy.stack([path.render(text).pixels for path in paths]))
 
 start = time.perf_counter()
 loader = torch.utils.data.DataLoader(
@@ -654,9 +657,10 @@ loader = torch.utils.data.DataLoader(
 )
 got = torch.cat(list(loader)).numpy()
 seconds = time.perf_counter() - start
-assert got.shape == (len(texts), 2, *expected.shape[1:])
+assert got.shape == (len(texts), 3, *expected.shape[1:])
 assert (got[:, 0] == expected).all() and (got[:, 1] == expected).all(), "worker pixels differ"
-print(f"ok: 4 fork workers rendered {{len(texts)}} samples (x2 paths) in {{seconds:.2f}} s")
+assert (got[:, 2] == expected_continuous).all(), "continuous worker pixels differ"
+print(f"ok: 4 fork workers rendered {{len(texts)}} samples (x3 paths) in {{seconds:.2f}} s")
 """
 
 
