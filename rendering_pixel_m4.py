@@ -492,11 +492,13 @@ class PixelM4TextRenderer(_BigramModes, _ContinuousMode, ImageProcessingMixin):
     def _finish(self, alpha: np.ndarray, strip: _Strip, num_words: int) -> RenderedText:
         """Coverage -> pixels (255 = white); black separator / end patch, white after it."""
         patch = self.pixels_per_patch
-        pixels = np.subtract(255, alpha, dtype=np.uint8)
+        used = strip.cursor * patch  # text (+ separator) columns: the end patch follows
+        pixels = np.empty_like(alpha)
+        np.subtract(255, alpha[:, :used], out=pixels[:, :used])
         strip.black.append(strip.cursor)  # the end patch
         for index in strip.black:
             pixels[:, index * patch : (index + 1) * patch] = 0
-        pixels[:, (strip.cursor + 1) * patch :] = 255  # also where ink spilled past the end patch
+        pixels[:, used + patch :] = 255  # also where ink spilled past the end patch
         if strip.missing:
             self._warn_missing(strip.missing, strip.missing_sample)
         return RenderedText(
