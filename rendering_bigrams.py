@@ -38,11 +38,11 @@ class _BigramModes(_InkPlacement):
                 alpha = np.zeros((patch, patch * self.max_seq_length), dtype=np.uint8)
                 plans = self._plan_if_all_fits(setup, segments, mirrored, reverse_words)
                 if plans is not None:
-                    for index, (words, plan) in enumerate(plans):
+                    for index, plan in enumerate(plans):
                         if index == 1:
                             self._place_separator(strip)
                         first_span = len(strip.spans)
-                        self._place_text(setup, words, mirrored, plan, strip, alpha)
+                        self._place_text(setup, plan, strip, alpha)
                         if reverse_words:
                             strip.spans[first_span:] = strip.spans[first_span:][::-1]
                 else:
@@ -71,7 +71,7 @@ class _BigramModes(_InkPlacement):
         return self._finish(alpha, strip, sum(len(words) for words in segments))
 
     def _plan_if_all_fits(self, setup, segments, mirrored: bool, reverse_words: bool):
-        """(words in placing order, plan) per text if all words fit the strip whole, else None.
+        """The plan (`_plan_text`) of each text if all words fit the strip whole, else None.
 
         Then the word-by-word rule of `_place_segments` places every word whole, where the
         plans put them, so the caller places whole texts (the cached path's fast case). A text
@@ -82,10 +82,10 @@ class _BigramModes(_InkPlacement):
             return None
         ordered = [words[::-1] if reverse_words else words for words in segments]
         plans = [self._plan_text(setup, words, mirrored) for words in ordered]
-        text_patches = sum(sum(map(_patch_counts, entries)) for entries, _ in plans)
+        text_patches = sum(sum(map(_patch_counts, pieces)) for pieces, _ in plans)
         if text_patches + len(segments) > self.max_seq_length:  # + separator + end patch
             return None
-        return list(zip(ordered, plans, strict=True))
+        return plans
 
     def _place_segments(
         self, setup, segments, strip: _Strip, place_word, reverse_words=False, mirrored=False

@@ -105,7 +105,9 @@ class _Cache:
 _unit_cache = _Cache()  # tables by font setup key, keys: units
 _pair_cache = _Cache()  # tables by font setup key, keys: pairs
 _word_cache = _Cache()  # tables by word key (`_word_keys`), keys: words
-_seen_words = _Cache()  # words seen once (word cache admission), values True
+# words seen (the word cache's admission), per word key: dicts used as sets, emptied when they
+# exceed 4 x word_cache_size words (forgetting them never changes a pixel either)
+_seen_words: dict[str, dict[str, None]] = {}
 
 
 def cache_info() -> dict[str, int]:
@@ -256,65 +258,75 @@ class _InkPlacement:
 
     # ------------------------------------------------------------------------- placing pieces
     def _plan_text(self, setup, words: list[str], mirrored: bool) -> tuple[list, list[int]]:
-        """The pair entries of `words` in drawing order (built where new) and the number of
-        pairs of each word. Nothing is drawn yet."""
-        pairs, counts = _text_pairs(words, self.render_mode, self.group_graphemes, mirrored)
-        return self._pair_entries(setup, pairs), counts
+        """The pieces of `words` in drawing order, and where each word's pieces start (and the
+        last one ends). Nothing is drawn yet.
 
-    def _place_text(self, setup, words: list[str], mirrored: bool, plan, strip: _Strip, alpha):
+        A word in the word cache is one piece, any other word its pairs (built where new). The
+        word cache takes a word the second time it is seen, so a stream of rare words never
+        pays for building and evicting entries; a text of new words costs one look-up per
+        word and one per pair.
+        """
+        name = self._word_keys[mirrored]
+        word_table = _word_cache.table(name) if self.word_cache_size else {}
+        cached = list(map(word_table.get, words))
+        if None not in cached:
+            return cached, list(range(len(words) + 1))
+        new = [word for word, entry in zip(words, cached, strict=True) if entry is None]
+        pairs, counts = _text_pairs(new, self.render_mode, self.group_graphemes, mirrored)
+        entries = self._pair_entries(setup, pairs)
+        again = set()
+        if self.word_cache_size:
+            seen = _seen_words.setdefault(name, {})
+            again = {word for word in new if word in seen}
+            if len(seen) > 4 * self.word_cache_size:  # bounded: start over
+                seen.clear()
+            seen.update(dict.fromkeys(new))
+        if len(new) == len(words) and not again:  # a text of new words: its pairs
+            return entries, list(accumulate(counts, initial=0))
+        pieces, starts, first = [], [0], 0
+        pair_counts = iter(counts)
+        for word, entry in zip(words, cached, strict=True):
+            if entry is None:
+                last = first + next(pair_counts)
+                if word in again:
+                    pieces.append(self._word_ink(setup, word, mirrored, entries[first:last]))
+                else:
+                    pieces += entries[first:last]
+                first = last
+            else:
+                pieces.append(entry)
+            starts.append(len(pieces))
+        return pieces, starts
+
+    def _place_text(self, setup, plan, strip: _Strip, alpha: np.ndarray):
         """The cached path for words that all fit (checked by the caller): spans from the
-        patch counts of the pairs, then every piece at its place (see "Boxed pieces")."""
-        entries, counts = plan
-        columns = list(accumulate(map(_patch_counts, entries), initial=strip.cursor))
-        ends = list(accumulate(counts, initial=0))
-        spans = [(columns[start], columns[stop]) for start, stop in pairwise(ends)]
+        patch counts of the pieces, then every piece at its place (see "Boxed pieces")."""
+        pieces, starts = plan
+        columns = list(accumulate(map(_patch_counts, pieces), initial=strip.cursor))
+        spans = [(columns[start], columns[stop]) for start, stop in pairwise(starts)]
         strip.spans += spans
         strip.counts += [stop - start for start, stop in spans]
-        self._count_missing(entries, strip)
-        pieces = entries
-        if self.word_cache_size and not all(map(_boxed, entries)):
-            # words with a pair that leaves its patches come from the word cache when they can
-            # (their pairs must be composited one by one, perhaps redrawn by cairo, otherwise)
-            unboxed = {
-                word
-                for word, (start, stop) in enumerate(pairwise(ends))
-                if not all(map(_boxed, entries[start:stop]))
-            }
-            pieces, start = [], 0
-            for word in sorted(unboxed):
-                word_entry = self._cached_word(
-                    setup, words[word], mirrored, entries[ends[word] : ends[word + 1]]
-                )
-                if word_entry is not None:
-                    pieces += entries[start : ends[word]]
-                    pieces.append(word_entry)
-                    start = ends[word + 1]
-            pieces += entries[start:]
+        self._count_missing(setup, pieces, strip)
         self._place_pieces(setup, pieces, strip, alpha)
 
     def _place_word(
         self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
     ) -> bool:
         """The cached path word by word (texts that do not fit whole): the word at the cursor,
-        False (nothing drawn) if it does not fit. The word cache takes a word with an unboxed
-        pair the second time it is seen, so a stream of rare words never pays for building and
-        evicting entries."""
-        entries, _ = self._plan_text(setup, [word], mirrored)
-        if strip.cursor + sum(map(_patch_counts, entries)) > strip.budget:
+        False (nothing drawn) if it does not fit."""
+        pieces, _ = self._plan_text(setup, [word], mirrored)
+        if strip.cursor + sum(map(_patch_counts, pieces)) > strip.budget:
             return False
-        self._count_missing(entries, strip)
-        if self.word_cache_size and not all(map(_boxed, entries)):
-            word_entry = self._cached_word(setup, word, mirrored, entries)
-            if word_entry is not None:
-                entries = [word_entry]
-        self._place_pieces(setup, entries, strip, alpha)
+        self._count_missing(setup, pieces, strip)
+        self._place_pieces(setup, pieces, strip, alpha)
         return True
 
-    @staticmethod
-    def _count_missing(entries: list[tuple], strip: _Strip):
-        missing = sum(map(_missing, entries))
+    def _count_missing(self, setup, pieces: list[tuple], strip: _Strip):
+        """Adds the pieces' missing glyphs; the sample is the first pair that has some."""
+        missing = sum(map(_missing, pieces))
         if missing:
-            sample = next(entry[4][0] for entry in entries if entry[3])
+            pairs = next(piece[4] for piece in pieces if piece[3])
+            sample = next(pair for pair in pairs if self._pair_ink(setup, pair)[3])
             strip.add_missing(missing, "".join(sample))
 
     def _place_pieces(self, setup, pieces: list[tuple], strip: _Strip, alpha: np.ndarray):
@@ -419,31 +431,32 @@ class _InkPlacement:
                 self._free_layouts(setup, layouts)
 
     # ------------------------------------------------------------------------- cache entries
-    def _cached_word(self, setup, word: str, mirrored: bool, entries: list[tuple]):
-        """The word cache's entry for `word` (built the second time the word is seen), else
-        None. `entries`: its pairs' entries."""
-        name = self._word_keys[mirrored]
-        word_entry = _word_cache.table(name).get(word)
-        if word_entry is None:
-            if word in _seen_words.table(name):
-                word_entry = self._word_ink(setup, word, mirrored, entries)
-            else:  # remembers 4x as many words as the cache holds
-                _seen_words.put(name, word, True, 4 * self.word_cache_size)
-        return word_entry
-
     def _word_ink(self, setup: _FontSetup, word: str, mirrored: bool, entries: list[tuple]):
+        """A word's cache entry from its pairs' entries: their blocks joined where all are
+        boxed without fragile pixels (nothing to composite), else composed by `_assemble`
+        (and drawn by cairo where that is not exact)."""
+        patch = self.pixels_per_patch
         pieces, num_patches, missing = [], 0, 0
         for _, (offset, alpha, fragile), pair_patches, pair_missing, _, _ in entries:
-            pieces.append((num_patches * self.pixels_per_patch + offset, alpha, fragile))
+            pieces.append((num_patches * patch + offset, alpha, fragile))
             num_patches += pair_patches
             missing += pair_missing
         pairs = tuple(entry[4][0] for entry in entries)
-        (offset, alpha, fragile), exact = _assemble(pieces, self.pixels_per_patch)
-        if not exact:
-            alpha = self._draw_pairs_over(setup, pairs, np.zeros_like(alpha), -offset)
-        word_entry = _piece(
-            (offset, alpha, fragile), num_patches, missing, pairs, self.pixels_per_patch
-        )
+        if all(map(_boxed, entries)) and all(fragile is None for _, _, fragile in pieces):
+            block = b"".join([entry[0] for entry in entries])
+            rows = np.frombuffer(block, _patch_row(patch)).reshape(num_patches, patch)
+            coverage = rows.T.copy().view(np.uint8)  # [P, num_patches * P]
+            inked = [
+                (offset, offset + alpha.shape[1]) for offset, alpha, _ in pieces if alpha.shape[1]
+            ]
+            left, right = (inked[0][0], inked[-1][1]) if inked else (0, 0)
+            ink = (left, coverage[:, left:right], None)  # what `_assemble` makes of them
+            word_entry = (block, ink, num_patches, missing, pairs, True)
+        else:
+            (offset, alpha, fragile), exact = _assemble(pieces, patch)
+            if not exact:
+                alpha = self._draw_pairs_over(setup, pairs, np.zeros_like(alpha), -offset)
+            word_entry = _piece((offset, alpha, fragile), num_patches, missing, pairs, patch)
         _word_cache.put(self._word_keys[mirrored], word, word_entry, self.word_cache_size)
         return word_entry
 
@@ -463,9 +476,12 @@ class _InkPlacement:
         cached = _pair_cache.table(self._setup_key).get(pair)
         if cached is not None:
             return cached
+        units = _unit_cache.table(self._setup_key)
         pieces, x, missing = [], 0, 0
         for unit in pair:
-            (offset, alpha, fragile), width, unit_missing = self._unit(setup, unit)
+            (offset, alpha, fragile), width, unit_missing = units.get(unit) or self._unit(
+                setup, unit
+            )
             pieces.append((x + offset, alpha, fragile))
             x += width
             missing += unit_missing
@@ -510,12 +526,18 @@ class _InkPlacement:
         margin = 4  # px around Pango's ink box; doubled while ink touches the canvas edge
         for _ in range(_MAX_MARGIN_DOUBLINGS):  # bounded: ink never runs far past Pango's box
             origin = x + left - margin  # canvas column 0 in the caller's coordinates
-            empty = np.zeros((self.pixels_per_patch, right - left + 2 * margin), dtype=np.uint8)
-            alpha = self._draw_placed(setup, empty, [(layout, x - origin, y)])  # integer shift
-            if not (alpha[:, 0].any() or alpha[:, -1].any()):
+            # a new canvas is empty (cairo zeroes a new image surface): no background to set
+            canvas = _Canvas(setup.native, right - left + 2 * margin, self.pixels_per_patch)
+            try:
+                canvas.draw([(layout, x - origin, y)])  # an integer shift
+                alpha = canvas.alpha()
+            finally:
+                canvas.close()
+            inked = alpha.any(axis=0)
+            if not (inked[0] or inked[-1]):
                 break
             margin *= 2
-        columns = np.flatnonzero(alpha.any(axis=0))
+        columns = np.flatnonzero(inked)
         if not columns.size:
             return (0, alpha[:, :0].copy(), None)
         first, last = int(columns[0]), int(columns[-1])
