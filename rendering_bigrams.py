@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .rendering_ink import _InkPlacement, _Strip, _word_cache
+from .rendering_ink import _InkPlacement, _patch_counts, _Strip
 from .rendering_native import _Canvas, process_lock
 from .rendering_text import _word_pairs
 
@@ -36,14 +36,24 @@ class _BigramModes(_InkPlacement):
             setup = self._setup()
             if self.cache_size:
                 alpha = np.zeros((patch, patch * self.max_seq_length), dtype=np.uint8)
-                self._place_segments(
-                    setup,
-                    segments,
-                    strip,
-                    lambda word: self._place_word(setup, word, mirrored, strip, alpha),
-                    reverse_words,
-                    mirrored,
-                )
+                plans = self._plan_if_all_fits(setup, segments, mirrored, reverse_words)
+                if plans is not None:
+                    for index, plan in enumerate(plans):
+                        if index == 1:
+                            self._place_separator(strip)
+                        first_span = len(strip.spans)
+                        self._place_text(setup, plan, strip, alpha)
+                        if reverse_words:
+                            strip.spans[first_span:] = strip.spans[first_span:][::-1]
+                else:
+                    self._place_segments(
+                        setup,
+                        segments,
+                        strip,
+                        lambda word: self._place_word(setup, word, mirrored, strip, alpha),
+                        reverse_words,
+                        mirrored,
+                    )
             else:
                 canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
                 try:
@@ -59,6 +69,23 @@ class _BigramModes(_InkPlacement):
                 finally:
                     canvas.close()
         return self._finish(alpha, strip, sum(len(words) for words in segments))
+
+    def _plan_if_all_fits(self, setup, segments, mirrored: bool, reverse_words: bool):
+        """The plan (`_plan_text`) of each text if all words fit the strip whole, else None.
+
+        Then the word-by-word rule of `_place_segments` places every word whole, where the
+        plans put them, so the caller places whole texts (the cached path's fast case). A text
+        longer than two characters per patch cannot fit (in code points) and is not planned:
+        planning looks up every pair, and the word-by-word rule measures at most a strip.
+        """
+        if sum(sum(map(len, words)) for words in segments) > 2 * self.max_seq_length:
+            return None
+        ordered = [words[::-1] if reverse_words else words for words in segments]
+        plans = [self._plan_text(setup, words, mirrored) for words in ordered]
+        text_patches = sum(sum(map(_patch_counts, pieces)) for pieces, _ in plans)
+        if text_patches + len(segments) > self.max_seq_length:  # + separator + end patch
+            return None
+        return plans
 
     def _place_segments(
         self, setup, segments, strip: _Strip, place_word, reverse_words=False, mirrored=False
@@ -77,10 +104,8 @@ class _BigramModes(_InkPlacement):
         words_left = sum(len(words) for words in segments)
         strip_budget = self.max_seq_length - len(segments)  # text patches of an empty strip
         for index, words in enumerate(segments):
-            if index == 1:  # separator between text and text_pair, placed even after overflow
-                strip.black.append(strip.cursor)
-                strip.cursor += 1
-                strip.budget += 1  # its patch was reserved in the budget
+            if index == 1:  # placed even after overflow
+                self._place_separator(strip)
             first_span = len(strip.spans)
             if reverse_words:
                 words = words[::-1]
@@ -112,6 +137,13 @@ class _BigramModes(_InkPlacement):
             if reverse_words:
                 strip.spans[first_span:] = strip.spans[first_span:][::-1]
 
+    @staticmethod
+    def _place_separator(strip: _Strip):
+        """The black patch between text and text_pair."""
+        strip.black.append(strip.cursor)
+        strip.cursor += 1
+        strip.budget += 1  # its patch was reserved in the budget
+
     def _prefix_if_too_wide(
         self, setup, word: str, mirrored: bool, strip_budget: int, space: int
     ) -> str | None:
@@ -119,9 +151,6 @@ class _BigramModes(_InkPlacement):
         in `space` patches ("" if none does). Measures at most `strip_budget` + 1 patches of
         pairs, so a word of any length costs no more than one strip. The prefix is the word's
         start in text order (a mirrored right-to-left word keeps its first pairs too)."""
-        cached = _word_cache.get((self._word_keys[mirrored], word))
-        if cached is not None and cached[1] <= strip_budget:
-            return None  # a cached word knows its width
         pairs = _word_pairs(word, self.render_mode, self.group_graphemes)
         used, fitting = 0, 0
         for pair in pairs:
@@ -139,7 +168,7 @@ class _BigramModes(_InkPlacement):
 
     def _pair_patches(self, setup, pair: tuple[str, ...]) -> int:
         if self.cache_size:
-            return self._pair_ink(setup, pair)[1]
+            return self._pair_ink(setup, pair)[2]
         layouts, num_patches, _ = self._measure_pair(setup, pair)
         self._free_layouts(setup, layouts)
         return num_patches

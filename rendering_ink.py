@@ -9,20 +9,23 @@ renderer's settings (pixels_per_patch, render_mode, group_graphemes, cache sizes
 
 from __future__ import annotations
 
+import functools
 import math
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import accumulate, pairwise
+from operator import itemgetter
 
 import numpy as np
 
 from .rendering_native import _Canvas, _FontSetup, process_lock
-from .rendering_text import _word_pairs
+from .rendering_text import _text_pairs
 
 _MAX_MARGIN_DOUBLINGS = 8
 
 # --------------------------------------------------------------------------------------------
 # The caches. A pair's rendering depends only on (font setup, size, dpi, P, pair), a word's on
-# that and the pairing rule. Both are process-wide bounded LRUs of coverage (alpha) arrays,
+# that and the pairing rule. Both are process-wide bounded caches of coverage (alpha) arrays,
 # inherited by forked workers (plain numpy data).
 #
 # Why cached == uncached byte for byte: cairo draws a one-glyph layout as one OVER composite of
@@ -35,22 +38,76 @@ _MAX_MARGIN_DOUBLINGS = 8
 # unit with several glyphs / a tofu box, whose parts cairo composites one by one, so rounding
 # could differ. Where a fragile pixel would land on existing ink, cairo itself draws the piece
 # onto a copy of what is below (`_draw_placed`), which is cairo's result by construction.
+#
+# Boxed pieces. Most pairs (98% of those of the unseen-word benchmark) keep all their ink
+# inside their own patches. Such a pair is stored also as a block, its coverage on the
+# [P, num_patches * P] columns it occupies. Consecutive blocks do not share a pixel, and where
+# the strip holds no ink yet (left of `ink_end` nothing reaches them), compositing them one by
+# one onto it is copying each: so a run of boxed pieces is written as one concatenation of
+# their blocks (`_write_run`). A piece whose ink leaves its patches, or a block that would land
+# where earlier ink reaches, goes through the exact path above, in drawing order: runs are
+# written before the next piece that could overlap them is composited.
+# A block is stored patch by patch (bytes of [num_patches, P, P]): a run is then one
+# `bytes.join`, and one strided copy of P-byte patch rows puts it in the strip's [P, width]
+# layout (a numpy concatenation of [P, w] arrays copies every row of every block on its own,
+# four times slower for a text's 46 pairs).
 # --------------------------------------------------------------------------------------------
 # Cache entries are plain tuples of numbers, strings and numpy arrays (unpacked where used, in
 # the field order below). Python's garbage collector stops tracking such tuples, but not named
 # tuples or dataclass instances: a long run adds entries by the thousand, each tracked one brings
 # the next full collection closer, and one full collection walks the whole heap (~0.2 s with
 # torch and transformers imported: more than rendering 500 texts of unseen words).
-#   ink:  (offset, alpha, fragile): coverage drawn at origin + offset, alpha uint8 [P, width]
-#         cropped to inked columns; fragile bool [P, width] (see above), None if no pixel is
-#   unit: (ink, width, missing): ink offset from the unit's origin, advance width in px
-#   pair: (ink, num_patches, missing, text): ink offset from the pair's first column
-#   word: (ink, num_patches, missing, missing_text): ink offset from the word's first column
+#   ink:   (offset, alpha, fragile): coverage drawn at origin + offset, alpha uint8 [P, width]
+#          cropped to inked columns; fragile bool [P, width] (see above), None if no pixel is
+#   unit:  (ink, width, missing): ink offset from the unit's origin, advance width in px
+#   piece: (block, ink, num_patches, missing, pairs, boxed): a pair or a word, ink offset from
+#          its first column; block (bytes, patch by patch, see above) if the piece is boxed,
+#          else None;
+#          pairs: the pairs drawn (one for a pair), for cairo to redraw the piece; boxed: block
+#          is not None (a flag, so that `all` checks a text's pieces at C speed)
 
-_unit_cache: OrderedDict[tuple, tuple] = OrderedDict()
-_pair_cache: OrderedDict[tuple, tuple] = OrderedDict()
-_word_cache: OrderedDict[tuple, tuple] = OrderedDict()
-_seen_words: OrderedDict[tuple, bool] = OrderedDict()  # words seen once (word cache admission)
+
+class _Cache:
+    """Entries of several configurations, one table (a dict) each, bounded as a whole.
+
+    Past `size` entries the oldest one goes (insertion order): a hit is one dict look-up with
+    no bookkeeping, which matters as a text looks up every one of its pairs. Evicting never
+    changes a pixel, only what must be rebuilt.
+    """
+
+    def __init__(self):
+        self.tables: dict[str, dict] = {}
+        self._order: deque[tuple] = deque()  # (table name, key), oldest first
+
+    def table(self, name: str) -> dict:
+        table = self.tables.get(name)
+        if table is None:
+            table = self.tables[name] = {}
+        return table
+
+    def put(self, name: str, key, value, size: int):
+        table = self.table(name)
+        if key not in table:
+            self._order.append((name, key))
+        table[key] = value
+        while len(self._order) > size:
+            old_name, old_key = self._order.popleft()
+            del self.tables[old_name][old_key]
+
+    def values(self):
+        for table in self.tables.values():
+            yield from table.values()
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
+_unit_cache = _Cache()  # tables by font setup key, keys: units
+_pair_cache = _Cache()  # tables by font setup key, keys: pairs
+_word_cache = _Cache()  # tables by word key (`_word_keys`), keys: words
+# words seen (the word cache's admission), per word key: dicts used as sets, emptied when they
+# exceed 4 x word_cache_size words (forgetting them never changes a pixel either)
+_seen_words: dict[str, dict[str, None]] = {}
 
 
 def cache_info() -> dict[str, int]:
@@ -59,16 +116,13 @@ def cache_info() -> dict[str, int]:
     Python objects add about 0.7 KB per entry on top of the arrays (see docs/rendering.md).
     """
     with process_lock():
-        unit_bytes = sum(_ink_bytes(unit[0]) for unit in _unit_cache.values())
-        pair_bytes = sum(_ink_bytes(pair[0]) for pair in _pair_cache.values())
-        word_bytes = sum(_ink_bytes(word[0]) for word in _word_cache.values())
         return {
             "units": len(_unit_cache),
-            "unit_array_bytes": unit_bytes,
+            "unit_array_bytes": sum(_ink_bytes(unit[0]) for unit in _unit_cache.values()),
             "pairs": len(_pair_cache),
-            "pair_array_bytes": pair_bytes,
+            "pair_array_bytes": sum(_piece_bytes(pair) for pair in _pair_cache.values()),
             "words": len(_word_cache),
-            "word_array_bytes": word_bytes,
+            "word_array_bytes": sum(_piece_bytes(word) for word in _word_cache.values()),
         }
 
 
@@ -77,17 +131,22 @@ def _ink_bytes(ink: tuple) -> int:
     return alpha.nbytes + (0 if fragile is None else fragile.nbytes)
 
 
-def _lru_get(cache: OrderedDict, key):
-    value = cache.get(key)
-    if value is not None:
-        cache.move_to_end(key)
-    return value
+def _piece_bytes(piece: tuple) -> int:
+    block, (_, alpha, fragile) = piece[:2]
+    alpha = alpha if alpha.base is None else alpha.base  # cropped from its [P, n * P] array
+    return (0 if block is None else len(block)) + _ink_bytes((0, alpha, fragile))
 
 
-def _lru_put(cache: OrderedDict, key, value, size: int):
-    cache[key] = value
-    while len(cache) > size:
-        cache.popitem(last=False)
+@functools.cache
+def _patch_row(patch: int) -> np.dtype:
+    """One row of one patch (P bytes) as a numpy type: strips and blocks viewed as such."""
+    return np.dtype((np.void, patch))
+
+
+def _by_patch(coverage: np.ndarray, patch: int) -> bytes:
+    """A block's storage: coverage [P, n * P] as bytes of [n, P, P] (see "Boxed pieces")."""
+    rows = coverage.view(_patch_row(patch))  # [P, n]
+    return rows.T.tobytes()
 
 
 def _over_into(dest: np.ndarray, alpha: np.ndarray, x: int):
@@ -135,6 +194,44 @@ def _assemble(pieces: list[tuple], height: int) -> tuple[tuple, bool]:
     return (left, coverage, fragile if fragile.any() else None), exact
 
 
+def _piece(ink: tuple, num_patches: int, missing: int, pairs: tuple, patch: int) -> tuple:
+    """A cache entry for a pair or word: with its block if its ink stays inside its patches
+    (the cropped alpha becomes a view of the block, so the ink is stored once)."""
+    offset, alpha, fragile = ink
+    width = alpha.shape[1]
+    block = None
+    if offset >= 0 and offset + width <= num_patches * patch:
+        coverage = np.zeros((patch, num_patches * patch), dtype=np.uint8)
+        coverage[:, offset : offset + width] = alpha
+        block = _by_patch(coverage, patch)
+        ink = (offset, coverage[:, offset : offset + width], fragile)
+    return (block, ink, num_patches, missing, pairs, block is not None)
+
+
+def _side_by_side(pieces: list[tuple], num_patches: int, patch: int) -> tuple | None:
+    """(block, ink) of pieces (offset, alpha, fragile) that need no compositing: inked columns
+    apart, inside the [0, num_patches * patch) columns, no fragile pixels. Then each is a copy
+    onto an empty block, and the ink is what `_assemble` makes of them. Else None."""
+    inked = [piece for piece in pieces if piece[1].shape[1]]
+    end = 0
+    for offset, alpha, fragile in inked:
+        if fragile is not None or offset < end:
+            return None
+        end = offset + alpha.shape[1]
+    if end > num_patches * patch:
+        return None
+    coverage = np.zeros((patch, num_patches * patch), dtype=np.uint8)
+    for offset, alpha, _ in inked:
+        coverage[:, offset : offset + alpha.shape[1]] = alpha
+    left = inked[0][0] if inked else 0
+    return _by_patch(coverage, patch), (left, coverage[:, left:end], None)
+
+
+_patch_counts = itemgetter(2)
+_missing = itemgetter(3)
+_boxed = itemgetter(5)
+
+
 @dataclass
 class _Strip:
     """Bookkeeping while a strip is assembled."""
@@ -155,65 +252,127 @@ class _Strip:
 
 
 class _InkPlacement:
-    """The renderer's bigram-mode methods that place ink: cached (`_place_word`) and drawn
-    by cairo where compositing could round differently (see "The caches")."""
+    """The renderer's bigram-mode methods that place ink: cached (`_place_text`,
+    `_place_word`) and drawn by cairo where compositing could round differently (see "The
+    caches")."""
+
+    # ------------------------------------------------------------------------- placing pieces
+    def _plan_text(self, setup, words: list[str], mirrored: bool) -> tuple[list, list[int]]:
+        """The pieces of `words` in drawing order, and where each word's pieces start (and the
+        last one ends). Nothing is drawn yet.
+
+        A word in the word cache is one piece, any other word its pairs (built where new). The
+        word cache takes a word the second time it is seen, so a stream of rare words never
+        pays for building and evicting entries; a text of new words costs one look-up per
+        word and one per pair.
+        """
+        name = self._word_keys[mirrored]
+        word_table = _word_cache.table(name) if self.word_cache_size else {}
+        cached = list(map(word_table.get, words))
+        if None not in cached:
+            return cached, list(range(len(words) + 1))
+        new = [word for word, entry in zip(words, cached, strict=True) if entry is None]
+        pairs, counts = _text_pairs(new, self.render_mode, self.group_graphemes, mirrored)
+        entries = self._pair_entries(setup, pairs)
+        again = set()
+        if self.word_cache_size:
+            seen = _seen_words.setdefault(name, {})
+            again = {word for word in new if word in seen}
+            if len(seen) > 4 * self.word_cache_size:  # bounded: start over
+                seen.clear()
+            seen.update(dict.fromkeys(new))
+        if len(new) == len(words) and not again:  # a text of new words: its pairs
+            return entries, list(accumulate(counts, initial=0))
+        pieces, starts, first = [], [0], 0
+        pair_counts = iter(counts)
+        for word, entry in zip(words, cached, strict=True):
+            if entry is None:
+                last = first + next(pair_counts)
+                if word in again:
+                    pieces.append(self._word_ink(setup, word, mirrored, entries[first:last]))
+                else:
+                    pieces += entries[first:last]
+                first = last
+            else:
+                pieces.append(entry)
+            starts.append(len(pieces))
+        return pieces, starts
+
+    def _place_text(self, setup, plan, strip: _Strip, alpha: np.ndarray):
+        """The cached path for words that all fit (checked by the caller): spans from the
+        patch counts of the pieces, then every piece at its place (see "Boxed pieces")."""
+        pieces, starts = plan
+        columns = list(accumulate(map(_patch_counts, pieces), initial=strip.cursor))
+        spans = [(columns[start], columns[stop]) for start, stop in pairwise(starts)]
+        strip.spans += spans
+        strip.counts += [stop - start for start, stop in spans]
+        self._count_missing(setup, pieces, strip)
+        self._place_pieces(setup, pieces, strip, alpha)
 
     def _place_word(
         self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
     ) -> bool:
-        """The cached path: composites the word's coverage at the cursor (see "The caches").
-
-        A word seen for the first time is composed on the strip pair by pair from the pair
-        cache (itself composed from cached units); the word cache takes a word the second time
-        it is seen, so a stream of rare words never pays for building and evicting entries.
-        """
-        key = (self._word_keys[mirrored], word)
-        word_ink = _lru_get(_word_cache, key)
-        if word_ink is None:
-            if not (self.word_cache_size and _lru_get(_seen_words, key)):
-                if self.word_cache_size:  # remembers 4x as many words as the cache holds
-                    _lru_put(_seen_words, key, True, 4 * self.word_cache_size)
-                return self._place_pairs(setup, word, mirrored, strip, alpha)
-            word_ink = self._word_ink(setup, word, mirrored)
-        ink, num_patches, missing, missing_text = word_ink
-        if strip.cursor + num_patches > strip.budget:
+        """The cached path word by word (texts that do not fit whole): the word at the cursor,
+        False (nothing drawn) if it does not fit."""
+        pieces, _ = self._plan_text(setup, [word], mirrored)
+        if strip.cursor + sum(map(_patch_counts, pieces)) > strip.budget:
             return False
+        self._count_missing(setup, pieces, strip)
+        self._place_pieces(setup, pieces, strip, alpha)
+        return True
+
+    def _count_missing(self, setup, pieces: list[tuple], strip: _Strip):
+        """Adds the pieces' missing glyphs; the sample is the first pair that has some."""
+        missing = sum(map(_missing, pieces))
+        if missing:
+            pairs = next(piece[4] for piece in pieces if piece[3])
+            sample = next(pair for pair in pairs if self._pair_ink(setup, pair)[3])
+            strip.add_missing(missing, "".join(sample))
+
+    def _place_pieces(self, setup, pieces: list[tuple], strip: _Strip, alpha: np.ndarray):
+        """Pieces at consecutive patch boundaries from the cursor, in drawing order: runs of
+        boxed pieces as one copy, the others composited one by one."""
+        if all(map(_boxed, pieces)):  # most texts: one run
+            self._write_run(setup, pieces, strip, alpha)
+            return
+        start = 0
+        for index, piece in enumerate(pieces):
+            if not piece[5]:
+                self._write_run(setup, pieces[start:index], strip, alpha)
+                self._place_piece(setup, piece, strip, alpha)
+                start = index + 1
+        self._write_run(setup, pieces[start:], strip, alpha)
+
+    def _write_run(self, setup, pieces: list[tuple], strip: _Strip, alpha: np.ndarray):
+        """Boxed pieces at the cursor: those where earlier ink reaches are composited, the rest
+        is written as one concatenation of their blocks (nothing below it, see "Boxed pieces")."""
+        patch = self.pixels_per_patch
+        index = 0
+        while index < len(pieces) and strip.cursor * patch < strip.ink_end:
+            self._place_piece(setup, pieces[index], strip, alpha)
+            index += 1
+        if index == len(pieces):
+            return
+        run = b"".join([piece[0] for piece in pieces[index:]])
+        num_patches = len(run) // (patch * patch)
+        start, stop = strip.cursor * patch, (strip.cursor + num_patches) * patch
+        row = _patch_row(patch)
+        alpha[:, start:stop].view(row)[...] = np.frombuffer(run, row).reshape(num_patches, patch).T
+        strip.cursor += num_patches
+        strip.ink_end = stop
+
+    def _place_piece(self, setup, piece: tuple, strip: _Strip, alpha: np.ndarray):
+        """One piece at the cursor by the exact path: composited, or drawn by cairo where its
+        fragile pixels land on ink (see "The caches")."""
+        _, ink, num_patches, _, pairs, _ = piece
         origin = strip.cursor * self.pixels_per_patch
         region = self._composite(ink, origin, strip, alpha)
         if region is not None:
             start, stop = region
-            alpha[:, start:stop] = self._draw_word_over(
-                setup, word, mirrored, alpha[:, start:stop], origin - start
+            alpha[:, start:stop] = self._draw_pairs_over(
+                setup, pairs, alpha[:, start:stop], origin - start
             )
         strip.cursor += num_patches
-        if missing:
-            strip.add_missing(missing, missing_text)
-        return True
-
-    def _place_pairs(
-        self, setup, word: str, mirrored: bool, strip: _Strip, alpha: np.ndarray
-    ) -> bool:
-        """Composites a word's pairs one by one at their patch boundaries."""
-        pairs = _word_pairs(word, self.render_mode, self.group_graphemes, mirrored)
-        inks = [self._pair_ink(setup, pair) for pair in pairs]
-        if strip.cursor + sum(pair_ink[1] for pair_ink in inks) > strip.budget:
-            return False
-        patch = self.pixels_per_patch
-        for pair, (ink, num_patches, missing, text) in zip(pairs, inks, strict=True):
-            origin = strip.cursor * patch
-            region = self._composite(ink, origin, strip, alpha)
-            if region is not None:
-                start, stop = region
-                layouts, _, _ = self._measure_pair(setup, pair)
-                try:
-                    placed = self._placements(layouts, origin - start)
-                    alpha[:, start:stop] = self._draw_placed(setup, alpha[:, start:stop], placed)
-                finally:
-                    self._free_layouts(setup, layouts)
-            strip.cursor += num_patches
-            if missing:
-                strip.add_missing(missing, text)
-        return True
 
     def _composite(self, ink: tuple, origin: int, strip: _Strip, alpha: np.ndarray):
         """Composites `ink` (a word's or a pair's, at `origin`) onto the strip's coverage: a
@@ -222,16 +381,17 @@ class _InkPlacement:
         caches")."""
         offset, coverage, fragile = ink
         x, width = origin + offset, coverage.shape[1]
-        if not width:
+        start, stop = max(x, 0), min(x + width, alpha.shape[1])
+        if start >= stop:
             return None
-        if strip.ink_end <= x and x + width <= alpha.shape[1]:
-            alpha[:, x : x + width] = coverage  # nothing drawn there yet: a copy is exact
-        elif self._fragile_pixels_inked(alpha, x, fragile, strip.ink_end):
-            strip.ink_end = max(strip.ink_end, x + width)
-            return max(x, 0), min(x + width, alpha.shape[1])
+        below = min(strip.ink_end, stop)  # only columns left of ink_end can hold ink
+        strip.ink_end = max(strip.ink_end, x + width)
+        if below <= start or not alpha[:, start:below].any():
+            alpha[:, start:stop] = coverage[:, start - x : stop - x]  # nothing below: a copy
+        elif self._fragile_pixels_inked(alpha, x, fragile, below):
+            return start, stop
         else:
             _over_into(alpha, coverage, x)
-        strip.ink_end = max(strip.ink_end, x + width)
         return None
 
     @staticmethod
@@ -243,6 +403,7 @@ class _InkPlacement:
             return False
         return bool(((alpha[:, start:stop] > 0) & fragile[:, start - x : stop - x]).any())
 
+    # ------------------------------------------------------------------------- drawn by cairo
     def _draw_placed(self, setup, background: np.ndarray, placed: list[tuple]) -> np.ndarray:
         """Cairo draws (layout, x, y) onto a copy of `background` (coverage [P, w])."""
         canvas = _Canvas(setup.native, background.shape[1], self.pixels_per_patch)
@@ -253,14 +414,13 @@ class _InkPlacement:
         finally:
             canvas.close()
 
-    def _draw_word_over(
-        self, setup, word: str, mirrored: bool, background: np.ndarray, origin: int
-    ):
-        """Cairo draws the word's units onto a copy of `background`, the word at `origin`."""
+    def _draw_pairs_over(self, setup, pairs: tuple, background: np.ndarray, origin: int):
+        """Cairo draws the units of `pairs` (a pair's or a word's, each pair at the next patch
+        boundary) onto a copy of `background`, the first pair at `origin`."""
         measured = []
         try:
             placed = []
-            for pair in _word_pairs(word, self.render_mode, self.group_graphemes, mirrored):
+            for pair in pairs:
                 measured.append(self._measure_pair(setup, pair))
                 layouts, num_patches, _ = measured[-1]
                 placed += self._placements(layouts, origin)
@@ -270,57 +430,84 @@ class _InkPlacement:
             for layouts, _, _ in measured:
                 self._free_layouts(setup, layouts)
 
-    def _word_ink(self, setup: _FontSetup, word: str, mirrored: bool) -> tuple:
-        key = (self._word_keys[mirrored], word)
-        cached = _lru_get(_word_cache, key)
-        if cached is not None:
-            return cached
-        pieces, num_patches, missing, missing_text = [], 0, 0, ""
-        for pair in _word_pairs(word, self.render_mode, self.group_graphemes, mirrored):
-            (offset, alpha, fragile), pair_patches, pair_missing, text = self._pair_ink(setup, pair)
-            pieces.append((num_patches * self.pixels_per_patch + offset, alpha, fragile))
+    # ------------------------------------------------------------------------- cache entries
+    def _word_ink(self, setup: _FontSetup, word: str, mirrored: bool, entries: list[tuple]):
+        """A word's cache entry from its pairs' entries: their blocks joined where all are
+        boxed without fragile pixels (nothing to composite), else composed by `_assemble`
+        (and drawn by cairo where that is not exact)."""
+        patch = self.pixels_per_patch
+        pieces, num_patches, missing = [], 0, 0
+        for _, (offset, alpha, fragile), pair_patches, pair_missing, _, _ in entries:
+            pieces.append((num_patches * patch + offset, alpha, fragile))
             num_patches += pair_patches
             missing += pair_missing
-            missing_text = missing_text or (text if pair_missing else "")
-        (offset, alpha, fragile), exact = _assemble(pieces, self.pixels_per_patch)
-        if not exact:
-            alpha = self._draw_word_over(setup, word, mirrored, np.zeros_like(alpha), -offset)
-        word_ink = ((offset, alpha, fragile), num_patches, missing, missing_text)
-        if self.word_cache_size:
-            _lru_put(_word_cache, key, word_ink, self.word_cache_size)
-        return word_ink
+        pairs = tuple(entry[4][0] for entry in entries)
+        if all(map(_boxed, entries)) and all(fragile is None for _, _, fragile in pieces):
+            block = b"".join([entry[0] for entry in entries])
+            rows = np.frombuffer(block, _patch_row(patch)).reshape(num_patches, patch)
+            coverage = rows.T.copy().view(np.uint8)  # [P, num_patches * P]
+            inked = [
+                (offset, offset + alpha.shape[1]) for offset, alpha, _ in pieces if alpha.shape[1]
+            ]
+            left, right = (inked[0][0], inked[-1][1]) if inked else (0, 0)
+            ink = (left, coverage[:, left:right], None)  # what `_assemble` makes of them
+            word_entry = (block, ink, num_patches, missing, pairs, True)
+        else:
+            (offset, alpha, fragile), exact = _assemble(pieces, patch)
+            if not exact:
+                alpha = self._draw_pairs_over(setup, pairs, np.zeros_like(alpha), -offset)
+            word_entry = _piece((offset, alpha, fragile), num_patches, missing, pairs, patch)
+        _word_cache.put(self._word_keys[mirrored], word, word_entry, self.word_cache_size)
+        return word_entry
 
-    def _pair_ink(self, setup: _FontSetup, pair: tuple[str, ...]) -> tuple:
+    def _pair_entries(self, setup: _FontSetup, pairs: list) -> list[tuple]:
+        """The cache entries of `pairs`, built where new: one dict look-up per cached pair."""
+        entries = list(map(_pair_cache.table(self._setup_key).get, pairs))
+        if None in entries:
+            entries = [
+                entry or self._pair_ink(setup, pair)
+                for entry, pair in zip(entries, pairs, strict=True)
+            ]
+        return entries
+
+    def _pair_ink(self, setup: _FontSetup, pair) -> tuple:
         """A pair composed from its units' cached ink, side by side by advance width (the
         published rule); cairo draws it only where units overlap on fragile pixels."""
-        key = (self._setup_key, pair)
-        cached = _lru_get(_pair_cache, key)
+        cached = _pair_cache.table(self._setup_key).get(pair)
         if cached is not None:
             return cached
+        units = _unit_cache.table(self._setup_key)
         pieces, x, missing = [], 0, 0
         for unit in pair:
-            (offset, alpha, fragile), width, unit_missing = self._unit(setup, unit)
+            (offset, alpha, fragile), width, unit_missing = units.get(unit) or self._unit(
+                setup, unit
+            )
             pieces.append((x + offset, alpha, fragile))
             x += width
             missing += unit_missing
-        (offset, alpha, fragile), exact = _assemble(pieces, self.pixels_per_patch)
-        if not exact:
-            layouts, _, _ = self._measure_pair(setup, pair)
-            try:
-                placed = self._placements(layouts, -offset)
-                alpha = self._draw_placed(setup, np.zeros_like(alpha), placed)
-            finally:
-                self._free_layouts(setup, layouts)
-        num_patches = max(1, math.ceil(x / self.pixels_per_patch))
-        pair_ink = ((offset, alpha, fragile), num_patches, missing, "".join(pair))
-        _lru_put(_pair_cache, key, pair_ink, self.cache_size)
+        patch = self.pixels_per_patch
+        num_patches = max(1, math.ceil(x / patch))
+        apart = _side_by_side(pieces, num_patches, patch)  # most pairs: two copies
+        if apart is not None:
+            block, ink = apart
+            pair_ink = (block, ink, num_patches, missing, (pair,), True)
+        else:
+            (offset, alpha, fragile), exact = _assemble(pieces, patch)
+            if not exact:
+                layouts, _, _ = self._measure_pair(setup, pair)
+                try:
+                    placed = self._placements(layouts, -offset)
+                    alpha = self._draw_placed(setup, np.zeros_like(alpha), placed)
+                finally:
+                    self._free_layouts(setup, layouts)
+            pair_ink = _piece((offset, alpha, fragile), num_patches, missing, (pair,), patch)
+        _pair_cache.put(self._setup_key, pair, pair_ink, self.cache_size)
         return pair_ink
 
     def _unit(self, setup: _FontSetup, unit: str) -> tuple:
         """One unit shaped alone: its ink drawn at x = 0 (glyphs land on whole pixels, so
         it is the same at any integer x), advance width and missing glyphs."""
-        key = (self._setup_key, unit)
-        cached = _lru_get(_unit_cache, key)
+        cached = _unit_cache.table(self._setup_key).get(unit)
         if cached is not None:
             return cached
         layout = setup.layout(unit)
@@ -330,7 +517,7 @@ class _InkPlacement:
             unit_ink = (self._unit_ink(setup, layout, 0, y), width, setup.unknown_glyphs(layout))
         finally:
             setup.free(layout)
-        _lru_put(_unit_cache, key, unit_ink, self.cache_size)
+        _unit_cache.put(self._setup_key, unit, unit_ink, self.cache_size)
         return unit_ink
 
     def _unit_ink(self, setup: _FontSetup, layout, x: int, y: float) -> tuple:
@@ -339,12 +526,18 @@ class _InkPlacement:
         margin = 4  # px around Pango's ink box; doubled while ink touches the canvas edge
         for _ in range(_MAX_MARGIN_DOUBLINGS):  # bounded: ink never runs far past Pango's box
             origin = x + left - margin  # canvas column 0 in the caller's coordinates
-            empty = np.zeros((self.pixels_per_patch, right - left + 2 * margin), dtype=np.uint8)
-            alpha = self._draw_placed(setup, empty, [(layout, x - origin, y)])  # integer shift
-            if not (alpha[:, 0].any() or alpha[:, -1].any()):
+            # a new canvas is empty (cairo zeroes a new image surface): no background to set
+            canvas = _Canvas(setup.native, right - left + 2 * margin, self.pixels_per_patch)
+            try:
+                canvas.draw([(layout, x - origin, y)])  # an integer shift
+                alpha = canvas.alpha()
+            finally:
+                canvas.close()
+            inked = alpha.any(axis=0)
+            if not (inked[0] or inked[-1]):
                 break
             margin *= 2
-        columns = np.flatnonzero(alpha.any(axis=0))
+        columns = np.flatnonzero(inked)
         if not columns.size:
             return (0, alpha[:, :0].copy(), None)
         first, last = int(columns[0]), int(columns[-1])

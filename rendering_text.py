@@ -62,6 +62,9 @@ def is_rtl(text: str) -> bool:
     return sum(unicodedata.bidirectional(char) in ("R", "AL") for char in votes) >= 2
 
 
+_PAIR = re.compile(r"\S\S?")  # \S: not str.isspace(), the characters str.split() keeps
+
+
 def _units(word: str, group_graphemes: bool) -> list[str]:
     """The shaping units of a word: code points, or grapheme clusters."""
     if group_graphemes:
@@ -73,14 +76,47 @@ def _units(word: str, group_graphemes: bool) -> list[str]:
 
 def _word_pairs(
     word: str, mode: str, group_graphemes: bool, mirrored: bool = False
-) -> list[tuple[str, ...]]:
-    """The units of a word, pair by pair, in drawing order (left to right).
+) -> list[str | tuple[str, ...]]:
+    """The units of a word, pair by pair, in drawing order (left to right); see `_text_pairs`."""
+    return _text_pairs([word], mode, group_graphemes, mirrored)[0]
+
+
+def _text_pairs(
+    words: list[str], mode: str, group_graphemes: bool, mirrored: bool = False
+) -> tuple[list[str | tuple[str, ...]], list[int]]:
+    """The pairs of `words` (one list, in drawing order) and how many pairs each word has.
+
+    A pair is a sequence of units: a string of one or two code points, or, with
+    `group_graphemes`, a tuple of grapheme clusters (its units cannot be told from the joined
+    string). Pairs are the ink caches' keys, so they are cut with one string slice each.
 
     `mirrored` (right-to-left text in bigram mode): the pairs are cut from the word's start as
     usual, then drawn in reverse order with each pair's units swapped, so the word reads
     right to left (`string_to_ngrams(..., rtl=True)` in the published PIXEL-M4 renderer).
+    word_bigram: overlapping pairs, a one-unit word is one pair.
     """
-    units = _units(word, group_graphemes)
+    if group_graphemes:
+        per_word = [_pairs_of_units(_units(word, True), mode, mirrored) for word in words]
+        return [pair for pairs in per_word for pair in pairs], [len(pairs) for pairs in per_word]
+    if mode == "word_bigram":
+        counts = [max(len(word) - 1, 1) for word in words]
+        pairs = [
+            word[i : i + 2] for word, count in zip(words, counts, strict=True) for i in range(count)
+        ]
+    elif mirrored:  # pair starts 0, 2, 4, ... taken from the last one
+        counts = [(len(word) + 1) // 2 for word in words]
+        pairs = [
+            word[i : i + 2][::-1]
+            for word, count in zip(words, counts, strict=True)
+            for i in range(2 * count - 2, -1, -2)
+        ]
+    else:  # words hold no whitespace: their pairs are the text's runs of 1-2 non-spaces
+        counts = [(len(word) + 1) // 2 for word in words]
+        pairs = _PAIR.findall(" ".join(words))
+    return pairs, counts
+
+
+def _pairs_of_units(units: list[str], mode: str, mirrored: bool) -> list[tuple[str, ...]]:
     if mode == "word_bigram":
         if len(units) == 1:
             return [tuple(units)]

@@ -13,6 +13,13 @@ Corpora:
   pass, so every word is new to the renderer. The unit/pair caches are warmed first with the
   5,000 most frequent words of the same languages (the steady state of a long run, where the
   characters and pairs of a script saturate quickly; the words themselves never do).
+* "unseen, chars warm" (bigram modes, an extra line, never the headline): another --unseen-texts
+  texts of 14 new words (the next words of the same shuffled lists, none in the first corpus),
+  timed after every character of the five 50,000-word lists has been rendered once as a
+  one-character text, so every character is a cached unit (and a cached one-unit pair): the
+  steady state of a long run, where new characters have stopped arriving. What is left per text
+  is new pairs and new words. A never-seen character costs a Pango layout and the rasterising
+  of a new glyph (~0.1 ms), which the headline "unseen" figure pays ~0.66 times per text.
 
 Paths: "render" is `renderer.render(text)` one by one ("continuous, no spans": with
 return_word_spans=False, which skips measuring word spans, the published renderer's output and
@@ -125,25 +132,45 @@ def best_of(repeats: int, count: int, function, *args) -> float:
     return max(per_second(count, function, *args) for _ in range(repeats))
 
 
-def unseen_texts(count: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """(`count` texts of 14 new words each, warm-up texts of the 5,000 most frequent words)."""
+UNSEEN_LANGUAGES = ("en", "hi", "uk", "zh", "ru")
+
+
+def ranked_words(language: str) -> list[str]:
+    """The 50,000 most frequent words of `language` (wordfreq), letters and marks only (no
+    numbers, symbols, emoji)."""
     from wordfreq import top_n_list
 
-    def is_word(word: str) -> bool:  # letters and marks only: no numbers, symbols, emoji
+    def is_word(word: str) -> bool:
         return all(unicodedata.category(char)[0] in "LM" for char in word)
 
+    return [word for word in top_n_list(language, 50000) if is_word(word)]
+
+
+def unseen_texts(count: int, seed: int = 0, skip: int = 0) -> tuple[list[str], list[str]]:
+    """(`count` texts of 14 new words each, warm-up texts of the 5,000 most frequent words).
+
+    `skip`: texts per language left out first, so texts made with skip=count share no word
+    with those made with skip=0.
+    """
     rng = random.Random(seed)
     texts, warm_up = [], []
-    languages = ("en", "hi", "uk", "zh", "ru")
-    for language in languages:
-        ranked = [word for word in top_n_list(language, 50000) if is_word(word)]
+    for language in UNSEEN_LANGUAGES:
+        ranked = ranked_words(language)
         rare, frequent = ranked[5000:], ranked[:5000]
         rng.shuffle(rare)
-        per_language = count // len(languages)
-        texts += [" ".join(rare[i * 14 : (i + 1) * 14]) for i in range(per_language)]
+        per_language = count // len(UNSEEN_LANGUAGES)
+        first = skip // len(UNSEEN_LANGUAGES)
+        texts += [" ".join(rare[i * 14 : (i + 1) * 14]) for i in range(first, first + per_language)]
         warm_up += [" ".join(frequent[i : i + 14]) for i in range(0, len(frequent), 14)]
     rng.shuffle(texts)
     return texts, warm_up
+
+
+def every_character() -> list[str]:
+    """Every character of the unseen corpus' word lists, once (the "chars warm" warm-up)."""
+    return sorted(
+        {char for language in UNSEEN_LANGUAGES for word in ranked_words(language) for char in word}
+    )
 
 
 def published_rate(args, mode: str, texts: list[str]) -> dict | None:
@@ -216,6 +243,8 @@ def main():
         f"batch calls: {len(batch)} texts"
     )
     print(f"load average before: {os.getloadavg()[0]:.1f}")
+    unseen_more, _ = unseen_texts(args.unseen_texts, skip=args.unseen_texts)
+    characters = every_character()
     one_by_one, calls = [], []
     for mode in args.modes:
         uncached = PixelM4TextRenderer(render_mode=mode, cache_size=0)
@@ -223,12 +252,20 @@ def main():
         render_all(renderer, warm_up)  # units and pairs of the scripts, not the timed words
         unseen_rate = per_second(len(unseen), render_all, renderer, unseen)
         unseen_uncached = per_second(len(unseen), render_all, uncached, unseen)
+        if mode != "continuous":  # the extra line: every character already a cached unit
+            render_all(renderer, characters)
+            warm_rate = per_second(len(unseen_more), render_all, renderer, unseen_more)
+            warm_uncached = per_second(len(unseen_more), render_all, uncached, unseen_more)
+            published_warm = published_rate(args, mode, unseen_more)
+            warm_row = (mode, "unseen, chars warm", warm_rate, warm_uncached, published_warm)
         render_all(renderer, sentences)  # warm-up: every word cached
         cached_rate = best_of(args.repeats, len(sentences), render_all, renderer, sentences)
         cached_uncached = per_second(len(sentences), render_all, uncached, sentences)
         published_unseen = published_rate(args, mode, unseen)
         published_cached = published_rate(args, mode, sentences)
         one_by_one.append((mode, "unseen", unseen_rate, unseen_uncached, published_unseen))
+        if mode != "continuous":
+            one_by_one.append(warm_row)
         one_by_one.append((mode, "cached", cached_rate, cached_uncached, published_cached))
         if mode == "continuous":  # like for like: the published renderer measures no spans
             for corpus, texts, published in (

@@ -22,6 +22,7 @@ from pixel_m4.rendering_pixel_m4 import (
     cache_info,
     default_font_files,
     font_setup_hash,
+    is_rtl,
     strip_to_grid,
 )
 
@@ -338,21 +339,21 @@ def test_strip_to_grid():
 def test_cache_never_changes_a_pixel(mode, group_graphemes, word_cache_size, monkeypatch):
     """Cached strips (numpy OVER with pixman's rounding) == cairo drawing every unit, bytewise."""
     redraws = {"pieces": 0, "words": 0}  # cairo redraws of pairs / words with fragile pixels
-    draw_placed, draw_word_over = (
+    draw_placed, draw_pairs_over = (
         PixelM4TextRenderer._draw_placed,
-        PixelM4TextRenderer._draw_word_over,
+        PixelM4TextRenderer._draw_pairs_over,
     )
 
     def count_placed(self, setup, background, placed):
         redraws["pieces"] += len(placed) > 1  # units are drawn one by one, redraws in groups
         return draw_placed(self, setup, background, placed)
 
-    def count_words(*args):
-        redraws["words"] += 1
-        return draw_word_over(*args)
+    def count_words(self, setup, pairs, *args):  # a word cache entry's ink placed by cairo
+        redraws["words"] += any(pairs is word[4] for word in rendering_ink._word_cache.values())
+        return draw_pairs_over(self, setup, pairs, *args)
 
     monkeypatch.setattr(PixelM4TextRenderer, "_draw_placed", count_placed)
-    monkeypatch.setattr(PixelM4TextRenderer, "_draw_word_over", count_words)
+    monkeypatch.setattr(PixelM4TextRenderer, "_draw_pairs_over", count_words)
     options = {"render_mode": mode, "group_graphemes": group_graphemes}
     cached = PixelM4TextRenderer(**options, word_cache_size=word_cache_size)
     uncached = PixelM4TextRenderer(**options, cache_size=0)
@@ -368,7 +369,7 @@ def test_cache_never_changes_a_pixel(mode, group_graphemes, word_cache_size, mon
                 b.missing_glyphs,
             )
     # the cairo redraws of fragile pieces were exercised (and agreed too)
-    assert redraws["pieces"] > 0 and redraws["words"] > 0
+    assert redraws["pieces"] > 0 and (redraws["words"] > 0 or not word_cache_size)
 
 
 @pytest.mark.parametrize("mode", ["bigram", "word_bigram"])
@@ -410,24 +411,171 @@ def test_cache_never_changes_a_pixel_when_words_overflow(mode, max_seq_length):
             assert out.word_patch_spans and out.num_patches > 1 + (pair is not None), text
 
 
+# Words by how their pairs' ink lies: inside their patches ("boxed": written as blocks), or
+# reaching out of them, left (marks shaped alone with their dotted circle: U+20E4 by 9 px,
+# Thai SARA AM, U+0489) or right, with fragile pixels (U+0D63: two glyphs; tofu), right to left
+# (Hebrew points, Arabic shadda), wide (CJK: a pair spans two patches).
+RUN_WORDS = [
+    "lilt",
+    "tilt",
+    "ab",
+    "mm",
+    "中文",
+    "世界",
+    "Київ",
+    "नया",  # boxed
+    "\u20e4x",
+    "ำก",
+    "\u0489a",
+    "x\u20e4",
+    "j",
+    "jj",
+    "fj",
+    "(ƒ",
+    "]_",  # reaching out
+    "\u0d63",
+    "x\u0d63\u20e4",
+    "\u0d63ab",
+    "\ue000x",  # fragile pixels, tofu
+    "שָׁלוֹם",
+    "בְּ",
+    "مرحبا",
+    "\u0651\u20e4",
+    "عربي",  # right to left
+]
+
+
+@pytest.mark.parametrize(
+    ("mode", "group_graphemes", "word_cache_size"),
+    [
+        ("bigram", False, 16384),
+        ("bigram", False, 0),
+        ("bigram", True, 16384),
+        ("word_bigram", False, 16384),
+        ("word_bigram", True, 0),
+    ],
+)
+def test_cache_never_changes_a_pixel_on_runs_of_blocks(
+    mode, group_graphemes, word_cache_size, monkeypatch
+):
+    """Boxed pairs and words are written in runs of blocks, the others composited between them,
+    in every order, for whole texts (planned at once) and texts cut word by word (8- and
+    40-patch strips), text pairs and mirrored right-to-left texts: cached == uncached."""
+    taken = {"runs": 0, "blocks_on_ink": 0, "whole": 0, "by_word": 0, "word_pieces": 0}
+    write_run, place_piece, place_text, place_word = (
+        PixelM4TextRenderer._write_run,
+        PixelM4TextRenderer._place_piece,
+        PixelM4TextRenderer._place_text,
+        PixelM4TextRenderer._place_word,
+    )
+
+    def count_run(self, setup, pieces, strip, alpha):
+        taken["runs"] += len(pieces) > 1
+        return write_run(self, setup, pieces, strip, alpha)
+
+    def count_piece(self, setup, piece, strip, alpha):
+        taken["blocks_on_ink"] += piece[5]  # a boxed piece where earlier ink reaches
+        taken["word_pieces"] += len(piece[4]) > 1
+        return place_piece(self, setup, piece, strip, alpha)
+
+    def count_text(self, *args):
+        taken["whole"] += 1
+        return place_text(self, *args)
+
+    def count_word(self, *args):
+        taken["by_word"] += 1
+        return place_word(self, *args)
+
+    monkeypatch.setattr(PixelM4TextRenderer, "_write_run", count_run)
+    monkeypatch.setattr(PixelM4TextRenderer, "_place_piece", count_piece)
+    monkeypatch.setattr(PixelM4TextRenderer, "_place_text", count_text)
+    monkeypatch.setattr(PixelM4TextRenderer, "_place_word", count_word)
+    warnings.simplefilter("ignore")  # tofu: expected
+    rng = np.random.default_rng(16)
+    texts = [" ".join(rng.choice(RUN_WORDS, size=rng.integers(1, 12))) for _ in range(24)]
+    texts += [" ".join(rng.choice(RUN_WORDS[-5:], size=rng.integers(3, 12))) for _ in range(6)]
+    texts += ["שָׁלוֹם \u20e4x בְּ ำก (ƒ \u0d63 مرحبا", "עברית \u0489a jj x\u20e4 עוד"]
+    texts += [" ".join(RUN_WORDS), "".join(RUN_WORDS[:9]), "\u20e4" * 3 + "ab" * 4]
+    assert sum(map(is_rtl, texts)) >= 4  # mirrored in bigram mode
+    pairs = [None] * len(texts)
+    pairs[::4] = texts[1::4]  # text pairs
+    options = {"render_mode": mode, "group_graphemes": group_graphemes}
+    for max_seq_length in (529, 40, 8):
+        cached = PixelM4TextRenderer(
+            **options, word_cache_size=word_cache_size, max_seq_length=max_seq_length
+        )
+        uncached = PixelM4TextRenderer(**options, cache_size=0, max_seq_length=max_seq_length)
+        for text, pair in zip(texts, pairs, strict=True):
+            for _ in range(2):  # second round: words from the word cache
+                a, b = cached.render(text, pair), uncached.render(text, pair)
+                assert a.pixels.tobytes() == b.pixels.tobytes(), (text, pair, max_seq_length)
+                assert (a.num_patches, a.word_patch_spans, a.overflow, a.missing_glyphs) == (
+                    b.num_patches,
+                    b.word_patch_spans,
+                    b.overflow,
+                    b.missing_glyphs,
+                )
+    assert taken["runs"] and taken["blocks_on_ink"] and taken["whole"] and taken["by_word"]
+    assert taken["word_pieces"] or not word_cache_size
+
+
+def test_text_pairs_cut_as_the_published_rule():
+    """The caches' pair keys (string slices, one regex for a text) are the pairs of units the
+    published rule cuts: pairs from each word's start, overlapping in word_bigram, mirrored
+    (last pair first, units swapped) for right-to-left bigram text, clusters with
+    group_graphemes."""
+    from pixel_m4.rendering_text import _text_pairs, _units
+
+    def reference(words, mode, group_graphemes, mirrored):
+        pairs = []
+        for word in words:
+            units = _units(word, group_graphemes)
+            if mode == "word_bigram":
+                cut = (
+                    [units]
+                    if len(units) == 1
+                    else [units[i : i + 2] for i in range(len(units) - 1)]
+                )
+            else:
+                cut = [units[i : i + 2] for i in range(0, len(units), 2)]
+                if mirrored:
+                    cut = [pair[::-1] for pair in reversed(cut)]
+            pairs.append([tuple(pair) for pair in cut])
+        return pairs
+
+    rng = np.random.default_rng(0)
+    alphabet = list("ab€中") + ["\u093f", "\u094d", "\u0915", "\u20e4", "\u0e37", "\u0e49"]
+    for _ in range(500):
+        words = ["".join(rng.choice(alphabet, size=rng.integers(1, 9))) for _ in range(3)]
+        for mode, mirrored in [("bigram", False), ("bigram", True), ("word_bigram", False)]:
+            for group_graphemes in (False, True):
+                expected = reference(words, mode, group_graphemes, mirrored)
+                pairs, counts = _text_pairs(words, mode, group_graphemes, mirrored)
+                assert [tuple(pair) if not group_graphemes else pair for pair in pairs] == [
+                    pair for word in expected for pair in word
+                ]
+                assert counts == [len(word) for word in expected]
+
+
 def test_cache_entries_are_not_tracked_by_the_garbage_collector():
     """Plain tuples of arrays, numbers and strings: the collector drops them from its lists, so
     a long run that keeps adding entries never brings a full collection closer."""
     import gc
 
-    PixelM4TextRenderer().render("gc untracked entries: ещё 新词 नया")
-    PixelM4TextRenderer(render_mode="word_bigram").render("gc word entries, twice twice")
+    for _ in range(2):  # a word enters the word cache the second time it is rendered
+        PixelM4TextRenderer().render("gc untracked entries: ещё 新词 नया, twice")
+        PixelM4TextRenderer(render_mode="word_bigram").render("gc word entries, twice")
     gc.collect()
     gc.collect()  # a tuple inside a tuple is untracked first, its holder at the next pass
-    caches = (
-        rendering_ink._unit_cache,
-        rendering_ink._pair_cache,
-        rendering_ink._word_cache,
-        rendering_ink._seen_words,
-    )
-    assert all(len(cache) for cache in caches)
+    gc.collect()  # a word's pairs: a tuple of tuples of grapheme clusters
+    caches = (rendering_ink._unit_cache, rendering_ink._pair_cache, rendering_ink._word_cache)
+    assert "twice" in {
+        word for table in rendering_ink._word_cache.tables.values() for word in table
+    }
     for cache in caches:
-        assert not any(gc.is_tracked(key) or gc.is_tracked(value) for key, value in cache.items())
+        items = [item for table in cache.tables.values() for item in table.items()]
+        assert items and not any(gc.is_tracked(key) or gc.is_tracked(value) for key, value in items)
+        assert not any(gc.is_tracked(name_and_key) for name_and_key in cache._order)
 
 
 def test_continuous_batch_without_spans_draws_the_same():
@@ -541,7 +689,7 @@ def test_ink_overhanging_a_pair_is_not_clipped():
         assert renderer.render("\u20e4").pixels[:, :16].min() < 255
 
 
-def test_caches_are_bounded_lru():
+def test_caches_are_bounded_oldest_first():
     small = PixelM4TextRenderer(cache_size=5, word_cache_size=3)
     reference = PixelM4TextRenderer(cache_size=0)
     words = [f"lru{index}q" for index in range(8)]  # new words and pairs: every one is inserted
@@ -551,13 +699,18 @@ def test_caches_are_bounded_lru():
         info = cache_info()
         assert (info["units"], info["pairs"]) == (5, 5)
         assert info["unit_array_bytes"] > 0 and info["pair_array_bytes"] > 0
-        cached = [word for _, word in rendering_ink._word_cache]
+        cached = [word for table in rendering_ink._word_cache.tables.values() for word in table]
         if round == 0:
             assert not set(words) & set(cached)
-            assert [word for _, word in rendering_ink._seen_words][-8:] == words
-        else:  # least recently used out first: the last three words are the ones kept
+            assert set(words) <= set(rendering_ink._seen_words[small._word_keys[False]])
+        else:  # the oldest entries out first: the last three words are the ones kept
             assert info["words"] == 3 and info["word_array_bytes"] > 0
             assert cached == words[-3:]
+    # the words seen once are forgotten past 4 x word_cache_size of them
+    many = [f"seen{index}" for index in range(40)]
+    small.render(" ".join(many[:13]))
+    small.render(" ".join(many[13:]))
+    assert set(rendering_ink._seen_words[small._word_keys[False]]) == set(many[13:])
 
 
 def test_threads_render_identically(renderer):

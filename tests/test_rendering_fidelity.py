@@ -85,9 +85,11 @@ def test_is_rtl_prefilter_covers_every_right_to_left_character():
 
 
 def test_word_pairs_mirrored():
-    assert _word_pairs("abcde", "bigram", False) == [("a", "b"), ("c", "d"), ("e",)]
+    # a pair of code points is a string (the caches' key), of grapheme clusters a tuple
+    assert _word_pairs("abcde", "bigram", False) == ["ab", "cd", "e"]
     # pairs cut from the start, drawn last pair first, each pair's units swapped
-    assert _word_pairs("abcde", "bigram", False, mirrored=True) == [("e",), ("d", "c"), ("b", "a")]
+    assert _word_pairs("abcde", "bigram", False, mirrored=True) == ["e", "dc", "ba"]
+    assert _word_pairs("abcde", "bigram", True, mirrored=True) == [("e",), ("d", "c"), ("b", "a")]
 
 
 @pytest.fixture(scope="module")
