@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .rendering_ink import _Strip
-from .rendering_native import _FontSetup, _WhiteCanvas, process_lock
+from .rendering_native import _FontSetup, _StripCanvas, process_lock
 from .rendering_text import _units
 
 if TYPE_CHECKING:  # the renderer imports this module
@@ -34,51 +34,58 @@ class _ContinuousMode:
         patch = self.pixels_per_patch
         # str.split and `_word_char_ranges` cut at the same characters (str.isspace)
         total_words = sum(map(len, map(str.split, texts)))
+        strip = _Strip(budget=self.max_seq_length - 1)
         with process_lock():
             setup = self._setup()
+            canvas = setup.strip_canvas(patch * self.max_seq_length, patch)
             # Texts that fit (the usual case) are shaped once, measured and drawn from the same
             # layout, as the published renderer does; only the others are searched.
-            layouts = self._layouts_if_they_fit(setup, texts)
-            if layouts is not None:
-                parts = [(text, _word_char_ranges(text) if word_spans else []) for text in texts]
-                overflow = 0
-            else:
-                word_ranges = [_word_char_ranges(text) for text in texts]
-                parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
-                layouts = [None] * len(parts)
-            strip = _Strip(budget=self.max_seq_length - 1, overflow=overflow)
-            canvas = setup.white_canvas(patch * self.max_seq_length, patch)
+            shaped = self._shaped_if_they_fit(setup, texts)
             try:
-                for index, ((drawn, ranges), layout) in enumerate(zip(parts, layouts, strict=True)):
+                if shaped is not None:
+                    parts = [
+                        (text, _word_char_ranges(text) if word_spans else None) for text in texts
+                    ]
+                else:
+                    word_ranges = [_word_char_ranges(text) for text in texts]
+                    parts, strip.overflow = self._continuous_words_that_fit(
+                        setup, texts, word_ranges
+                    )
+                    shaped = [None] * len(parts)
+                for index, ((drawn, ranges), measured) in enumerate(
+                    zip(parts, shaped, strict=True)
+                ):
                     if index == 1:
                         strip.black.append(strip.cursor)
                         strip.cursor += 1
                     self._draw_continuous_segment(
-                        setup, canvas, drawn, ranges if word_spans else [], strip, layout
+                        setup, canvas, drawn, ranges if word_spans else None, strip, measured
                     )
             finally:  # also after an error: the canvas is reused
                 pixels = canvas.take((strip.cursor + 1) * patch)  # white after the end patch
-                for layout in layouts:
-                    if layout is not None:
-                        setup.free(layout)
+                for measured in shaped or ():
+                    if measured is not None:
+                        setup.free(measured[0])
         return self._finish(None, strip, total_words, pixels=pixels)
 
-    def _layouts_if_they_fit(self, setup: _FontSetup, texts: list[str]) -> list | None:
-        """The texts' layouts (None for an empty text) if text, [separator,] text_pair and the
-        end patch fit the strip; else None (nothing kept)."""
+    def _shaped_if_they_fit(self, setup: _FontSetup, texts: list[str]) -> list | None:
+        """(layout, logical width, height) of each text (None for an empty text) if text,
+        [separator,] text_pair and the end patch fit the strip; else None (nothing kept)."""
         if max(map(len, texts)) > _MAX_LAYOUT_CHARS:
             return None
-        layouts = [setup.layout(text) if text else None for text in texts]
-        patches = 0
-        for layout in layouts:
-            if layout is not None:
-                width, _ = setup.logical_size(layout)
-                patches += math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
-        if patches + len(texts) <= self.max_seq_length:
-            return layouts
-        for layout in layouts:
-            if layout is not None:
-                setup.free(layout)
+        shaped, patches = [], len(texts)
+        for text in texts:
+            if text:
+                layout = setup.layout(text)
+                shaped.append((layout, *setup.logical_size(layout)))
+                patches += -(-(2 * _CONTINUOUS_MARGIN + shaped[-1][1]) // self.pixels_per_patch)
+            else:
+                shaped.append(None)
+        if patches <= self.max_seq_length:
+            return shaped
+        for measured in shaped:
+            if measured is not None:
+                setup.free(measured[0])
         return None
 
     def _continuous_patches(self, setup: _FontSetup, text: str) -> int:
@@ -141,23 +148,24 @@ class _ContinuousMode:
         return parts, total - count
 
     def _draw_continuous_segment(
-        self, setup, canvas: _WhiteCanvas, text: str, ranges, strip: _Strip, layout=None
+        self, setup, canvas: _StripCanvas, text: str, ranges, strip: _Strip, measured=None
     ):
-        """Draws `text` (with its `layout` if already shaped) at the cursor; word spans."""
+        """Draws `text` at the cursor (`measured`: its layout, logical width and height if
+        already shaped); the patch spans of its words (character `ranges`) unless None."""
         if not text or len(text) > _MAX_LAYOUT_CHARS:  # nothing, or only spaces, too many to fit
             return
         patch = self.pixels_per_patch
-        owned = layout is None
+        owned = measured is None
         if owned:
             layout = setup.layout(text)
+            measured = (layout, *setup.logical_size(layout))
+        layout, width, height = measured
         try:
-            ink_left, ink_right, width, height = setup.extents(layout)
-            num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
+            num_patches = -(-(2 * _CONTINUOUS_MARGIN + width) // patch)
             if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
                 return
-            left = strip.cursor * patch
-            y = patch / 2 - height / 2 - 2
-            canvas.draw(layout, left + _CONTINUOUS_MARGIN, y, (ink_left, ink_right))
+            x = strip.cursor * patch + _CONTINUOUS_MARGIN
+            canvas.draw(layout, x, patch / 2 - height / 2 - 2)
             missing = setup.unknown_glyphs(layout)
             if missing:
                 strip.add_missing(missing, text.strip()[:20])

@@ -622,16 +622,16 @@ INK_TEXTS = [
 ]
 
 
-def _canvas_rgb(renderer) -> np.ndarray:
+def _canvas_coverage(renderer) -> np.ndarray:
     patch = renderer.pixels_per_patch
-    canvas = renderer._setup().white_canvas(patch * renderer.max_seq_length, patch)
-    return canvas._words & 0xFFFFFF
+    canvas = renderer._setup().strip_canvas(patch * renderer.max_seq_length, patch)
+    return canvas._alpha
 
 
 @pytest.mark.filterwarnings("ignore:.*missing from the fonts")
 def test_continuous_canvas_is_reused_clean():
-    """Continuous mode draws on one white surface per font setup and size: after every text
-    (also a pair, an overflowing text, and a drawing that fails half-way) it is white again,
+    """Continuous mode draws on one A8 surface per font setup and size: after every text
+    (also a pair, an overflowing text, and a drawing that fails half-way) it is clear again,
     so a text's pixels do not depend on what was drawn before."""
     renderer = PixelM4TextRenderer(render_mode="continuous", max_seq_length=64)
     texts = [*INK_TEXTS, "   ", "", *CORPUS]
@@ -639,7 +639,7 @@ def test_continuous_canvas_is_reused_clean():
     forward = []
     for text, pair in pairs:
         forward.append(renderer.render(text, pair).pixels)
-        assert (_canvas_rgb(renderer) == 0xFFFFFF).all(), text
+        assert not _canvas_coverage(renderer).any(), text
     backward = [renderer.render(text, pair).pixels for text, pair in reversed(pairs)]
     for one, other in zip(forward, reversed(backward), strict=True):
         assert one.tobytes() == other.tobytes()
@@ -648,31 +648,38 @@ def test_continuous_canvas_is_reused_clean():
         patch.setattr(setup, "unknown_glyphs", lambda layout: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             renderer.render(OVERHANG[0])
-    assert (_canvas_rgb(renderer) == 0xFFFFFF).all()
+    assert not _canvas_coverage(renderer).any()
     assert renderer.render(CORPUS[0]).pixels.tobytes() == forward[texts.index(CORPUS[0])].tobytes()
 
 
 @pytest.mark.filterwarnings("ignore:.*missing from the fonts")
-def test_white_canvas_is_255_minus_a8_coverage():
-    """Black drawn on the white RGB24 surface (the published continuous renderer's) gives
-    exactly 255 - the coverage an A8 surface gets (the bigram modes' canvas), overlapping
-    glyphs of one layout included."""
+def test_reused_clear_canvas_draws_as_a_new_surface():
+    """The reused surface, cleared by `take`, draws every text as a new A8 surface does (the
+    published continuous renderer's; cairo knows both to be clear), and as the bigram modes'
+    canvas, which cairo never sees clear: overlapping glyphs of one layout included."""
     renderer = PixelM4TextRenderer(render_mode="continuous")
     setup = renderer._setup()
     width = 16 * renderer.max_seq_length
-    white = setup.white_canvas(width, 16)
+    reused = setup.strip_canvas(width, 16)
     for text in [*INK_TEXTS, *CORPUS, "\u0d63\u20e4 jj fj \u0e33\u0e33"]:
         layout = setup.layout(text)
         try:
             for y in (0.0, -2.5, 3.25):
+                new = rendering_native._StripCanvas(setup, width, 16)
+                try:
+                    new.draw(layout, 2, y)
+                    expected = new.take(width)
+                finally:
+                    new.close()
                 a8 = rendering_native._Canvas(setup.native, width, 16)
                 try:
                     a8.draw([(layout, 2, y)])
                     alpha = a8.alpha()
                 finally:
                     a8.close()
-                white.draw(layout, 2, y, setup.extents(layout)[:2])
-                assert white.take(width).tobytes() == (255 - alpha).tobytes(), text
+                assert expected.tobytes() == (255 - alpha).tobytes(), text
+                reused.draw(layout, 2, y)
+                assert reused.take(width).tobytes() == expected.tobytes(), text
         finally:
             setup.free(layout)
 
