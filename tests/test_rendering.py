@@ -797,7 +797,7 @@ unseen = [text[::-1] for text in {CORPUS!r}] * 4  # new words and pairs in the w
 texts = seen + unseen
 uncached = PixelM4TextRenderer(cache_size=0)  # Pango state built in the parent before fork
 cached = PixelM4TextRenderer()
-continuous = PixelM4TextRenderer(render_mode="continuous")  # and its reused white canvas
+continuous = PixelM4TextRenderer(render_mode="continuous")  # and its reused canvas
 expected = numpy.stack([uncached.render(text).pixels for text in texts])
 expected_continuous = numpy.stack([continuous.render(text).pixels for text in texts])
 for text in seen:  # the parent's caches hold half of the words
