@@ -490,10 +490,11 @@ class PixelM4TextRenderer(_BigramModes, _ContinuousMode, ImageProcessingMixin):
 
     # ----------------------------------------------------------------------------- shared
     def _finish(self, alpha: np.ndarray, strip: _Strip, num_words: int) -> RenderedText:
-        """Coverage -> pixels (255 = white); black separator / end patch, white after it."""
+        """Coverage -> pixels (255 = white), in place (`alpha` is this render's own array);
+        black separator / end patch, white after it."""
         patch = self.pixels_per_patch
         used = strip.cursor * patch  # text (+ separator) columns: the end patch follows
-        pixels = np.empty_like(alpha)
+        pixels = alpha
         np.subtract(255, alpha[:, :used], out=pixels[:, :used])
         strip.black.append(strip.cursor)  # the end patch
         for index in strip.black:
