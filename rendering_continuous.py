@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .rendering_ink import _Strip
-from .rendering_native import _Canvas, _FontSetup, process_lock
+from .rendering_native import _FontSetup, _WhiteCanvas, process_lock
 from .rendering_text import _units
 
 if TYPE_CHECKING:  # the renderer imports this module
@@ -32,20 +32,22 @@ class _ContinuousMode:
 
     def _render_continuous(self, texts: list[str], word_spans: bool = True) -> RenderedText:
         patch = self.pixels_per_patch
-        word_ranges = [_word_char_ranges(text) for text in texts]
-        total_words = sum(len(ranges) for ranges in word_ranges)
+        # str.split and `_word_char_ranges` cut at the same characters (str.isspace)
+        total_words = sum(map(len, map(str.split, texts)))
         with process_lock():
             setup = self._setup()
             # Texts that fit (the usual case) are shaped once, measured and drawn from the same
             # layout, as the published renderer does; only the others are searched.
             layouts = self._layouts_if_they_fit(setup, texts)
             if layouts is not None:
-                parts, overflow = list(zip(texts, word_ranges, strict=True)), 0
+                parts = [(text, _word_char_ranges(text) if word_spans else []) for text in texts]
+                overflow = 0
             else:
+                word_ranges = [_word_char_ranges(text) for text in texts]
                 parts, overflow = self._continuous_words_that_fit(setup, texts, word_ranges)
                 layouts = [None] * len(parts)
             strip = _Strip(budget=self.max_seq_length - 1, overflow=overflow)
-            canvas = _Canvas(setup.native, patch * self.max_seq_length, patch)
+            canvas = setup.white_canvas(patch * self.max_seq_length, patch)
             try:
                 for index, ((drawn, ranges), layout) in enumerate(zip(parts, layouts, strict=True)):
                     if index == 1:
@@ -54,18 +56,17 @@ class _ContinuousMode:
                     self._draw_continuous_segment(
                         setup, canvas, drawn, ranges if word_spans else [], strip, layout
                     )
-                alpha = canvas.alpha()
-            finally:
-                canvas.close()
+            finally:  # also after an error: the canvas is reused
+                pixels = canvas.take((strip.cursor + 1) * patch)  # white after the end patch
                 for layout in layouts:
                     if layout is not None:
                         setup.free(layout)
-        return self._finish(alpha, strip, total_words)
+        return self._finish(None, strip, total_words, pixels=pixels)
 
     def _layouts_if_they_fit(self, setup: _FontSetup, texts: list[str]) -> list | None:
         """The texts' layouts (None for an empty text) if text, [separator,] text_pair and the
         end patch fit the strip; else None (nothing kept)."""
-        if any(len(text) > _MAX_LAYOUT_CHARS for text in texts):
+        if max(map(len, texts)) > _MAX_LAYOUT_CHARS:
             return None
         layouts = [setup.layout(text) if text else None for text in texts]
         patches = 0
@@ -140,7 +141,7 @@ class _ContinuousMode:
         return parts, total - count
 
     def _draw_continuous_segment(
-        self, setup, canvas: _Canvas, text: str, ranges, strip: _Strip, layout=None
+        self, setup, canvas: _WhiteCanvas, text: str, ranges, strip: _Strip, layout=None
     ):
         """Draws `text` (with its `layout` if already shaped) at the cursor; word spans."""
         if not text or len(text) > _MAX_LAYOUT_CHARS:  # nothing, or only spaces, too many to fit
@@ -150,27 +151,30 @@ class _ContinuousMode:
         if owned:
             layout = setup.layout(text)
         try:
-            width, height = setup.logical_size(layout)
+            ink_left, ink_right, width, height = setup.extents(layout)
             num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
             if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
                 return
             left = strip.cursor * patch
             y = patch / 2 - height / 2 - 2
-            canvas.draw([(layout, left + _CONTINUOUS_MARGIN, y)])
+            canvas.draw(layout, left + _CONTINUOUS_MARGIN, y, (ink_left, ink_right))
             missing = setup.unknown_glyphs(layout)
             if missing:
                 strip.add_missing(missing, text.strip()[:20])
-            cursor, floor, ceil = strip.cursor, math.floor, math.ceil
-            for x0, x1 in setup.x_ranges(layout, _byte_ranges(text, ranges)):
-                first = cursor + min(
-                    num_patches - 1, max(0, floor((x0 + _CONTINUOUS_MARGIN) / patch))
-                )
-                last = cursor + min(num_patches, ceil((x1 + _CONTINUOUS_MARGIN) / patch))
-                strip.spans.append((first, max(first + 1, last)))
+            if ranges:
+                self._add_word_spans(setup, layout, text, ranges, strip, num_patches)
             strip.cursor += num_patches
         finally:
             if owned:
                 setup.free(layout)
+
+    def _add_word_spans(self, setup, layout, text: str, ranges, strip: _Strip, num_patches: int):
+        """The patch span of each word (character `ranges` of `text`) drawn at the cursor."""
+        patch, cursor, floor, ceil = self.pixels_per_patch, strip.cursor, math.floor, math.ceil
+        for x0, x1 in setup.x_ranges(layout, _byte_ranges(text, ranges)):
+            first = cursor + min(num_patches - 1, max(0, floor((x0 + _CONTINUOUS_MARGIN) / patch)))
+            last = cursor + min(num_patches, ceil((x1 + _CONTINUOUS_MARGIN) / patch))
+            strip.spans.append((first, max(first + 1, last)))
 
 
 def _longest_prefix(fits, limit: int) -> int:

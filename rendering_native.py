@@ -2,8 +2,9 @@
 
 Separate from the renderer because it is the only place that talks to C: the cffi declarations,
 loading the libraries, the private fontconfig configuration with only the renderer's fonts (a
-`_FontSetup`: font map, context, layouts and what is measured on them), the A8 cairo canvas
-(`_Canvas`), and the state that must not cross a fork (one lock, the font setups). Everything
+`_FontSetup`: font map, context, layouts and what is measured on them), the cairo canvases (A8
+`_Canvas` for the bigram modes, the reused white RGB24 `_WhiteCanvas` for continuous mode), and
+the state that must not cross a fork (one lock, the font setups and their canvases). Everything
 else works on numpy arrays and Python strings.
 
 * The libraries are loaded with cffi when the first renderer is constructed, so importing this
@@ -59,10 +60,12 @@ unsigned char *cairo_image_surface_get_data(cairo_surface_t *surface);
 int cairo_image_surface_get_stride(cairo_surface_t *surface);
 void cairo_surface_flush(cairo_surface_t *surface);
 void cairo_surface_mark_dirty(cairo_surface_t *surface);
+void cairo_surface_mark_dirty_rectangle(cairo_surface_t *surface, int x, int y, int width, int height);
 void cairo_surface_destroy(cairo_surface_t *surface);
 cairo_t *cairo_create(cairo_surface_t *target);
 void cairo_destroy(cairo_t *cr);
 void cairo_move_to(cairo_t *cr, double x, double y);
+void cairo_set_source_rgb(cairo_t *cr, double red, double green, double blue);
 void cairo_rectangle(cairo_t *cr, double x, double y, double width, double height);
 void cairo_fill(cairo_t *cr);
 cairo_font_options_t *cairo_font_options_create(void);
@@ -80,11 +83,10 @@ int pango_version(void);
 PangoContext *pango_font_map_create_context(PangoFontMap *fontmap);
 void pango_context_set_base_dir(PangoContext *context, int direction);
 void pango_context_set_round_glyph_positions(PangoContext *context, gboolean round_positions);
+void pango_context_set_font_description(PangoContext *context, const PangoFontDescription *desc);
 PangoFontDescription *pango_font_description_from_string(const char *str);
 PangoLayout *pango_layout_new(PangoContext *context);
 void pango_layout_set_text(PangoLayout *layout, const char *text, int length);
-void pango_layout_set_font_description(PangoLayout *layout, const PangoFontDescription *desc);
-void pango_layout_set_auto_dir(PangoLayout *layout, gboolean auto_dir);
 void pango_layout_get_pixel_extents(PangoLayout *layout, PangoRectangle *ink, PangoRectangle *logical);
 int pango_layout_get_unknown_glyphs_count(PangoLayout *layout);
 void pango_layout_index_to_pos(PangoLayout *layout, int index, PangoRectangle *pos);
@@ -109,6 +111,7 @@ void pango_fc_font_map_set_config(PangoFontMap *fcfontmap, FcConfig *fcconfig);
 
 void g_object_unref(gpointer object);
 """
+_CAIRO_FORMAT_RGB24 = 1
 _CAIRO_FORMAT_A8 = 2
 _CAIRO_ANTIALIAS_GRAY = 2
 # cairo_hint_style_t / cairo_hint_metrics_t values
@@ -233,17 +236,18 @@ class _FontSetup:
         native.pango.pango_context_set_round_glyph_positions(context, True)
         native.pango.pango_context_set_base_dir(context, _PANGO_DIRECTION_WEAK_LTR)
         self.config, self.font_map, self.context = config, font_map, context
+        # on the context, which every layout inherits (cheaper than a copy per layout)
         self.description = native.pango.pango_font_description_from_string(description.encode())
+        native.pango.pango_context_set_font_description(context, self.description)
         # out-parameters, allocated once (used under the module lock only)
-        self._rectangle = ffi.new("PangoRectangle *")
+        self._rectangle, self._logical = ffi.new("PangoRectangle *"), ffi.new("PangoRectangle *")
         self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
+        self._white_canvases: dict[tuple[int, int], _WhiteCanvas] = {}
 
     def layout(self, text: str):
         """A layout of `text`; the caller must `free` it."""
         pango = self.native.pango
-        layout = pango.pango_layout_new(self.context)
-        pango.pango_layout_set_font_description(layout, self.description)
-        pango.pango_layout_set_auto_dir(layout, True)
+        layout = pango.pango_layout_new(self.context)  # auto_dir: on by default
         encoded = text.encode("utf-8")
         pango.pango_layout_set_text(layout, encoded, len(encoded))
         return layout
@@ -253,6 +257,12 @@ class _FontSetup:
         ink = self._rectangle
         self.native.pango.pango_layout_get_pixel_extents(layout, ink, self.native.ffi.NULL)
         return ink.x, ink.x + ink.width
+
+    def extents(self, layout) -> tuple[int, int, int, int]:
+        """[left, right) ink columns relative to the origin, logical width and height."""
+        ink, logical = self._rectangle, self._logical
+        self.native.pango.pango_layout_get_pixel_extents(layout, ink, logical)
+        return ink.x, ink.x + ink.width, logical.width, logical.height
 
     def logical_size(self, layout) -> tuple[int, int]:
         logical = self._rectangle
@@ -291,6 +301,13 @@ class _FontSetup:
             else:
                 result.append((0.0, 0.0))
         return result
+
+    def white_canvas(self, width: int, height: int) -> _WhiteCanvas:
+        """This setup's reusable white canvas of that size (continuous mode)."""
+        canvas = self._white_canvases.get((width, height))
+        if canvas is None:
+            canvas = self._white_canvases[width, height] = _WhiteCanvas(self, width, height)
+        return canvas
 
     def unknown_glyphs(self, layout) -> int:
         return self.native.pango.pango_layout_get_unknown_glyphs_count(layout)
@@ -360,3 +377,71 @@ class _Canvas:
     def close(self):
         self.native.cairo.cairo_destroy(self.cr)
         self.native.cairo.cairo_surface_destroy(self.surface)
+
+
+class _WhiteCanvas:
+    """A white RGB24 cairo surface on which layouts are drawn in black, kept and reused.
+
+    The published continuous renderer's surface (xplip/pixel pangocairo_renderer.py,
+    `get_empty_surface`: RGB24 filled white, black source), so its pixels are those of an A8
+    `_Canvas` turned to 255 - coverage (one channel of three equal ones, gray antialiasing),
+    and pixman composites glyphs onto it faster than onto an A8 surface (it has no fast OVER
+    path for an a8 destination). Made once per font setup and size in a process (forgotten
+    after a fork with the setup), used under `process_lock`: `take` copies out only the
+    columns drawn on, from the layouts' ink with a margin, and paints them white again.
+    """
+
+    def __init__(self, setup: _FontSetup, width: int, height: int):
+        if not (0 < width <= _CAIRO_MAX_SIZE and 0 < height <= _CAIRO_MAX_SIZE):
+            raise ValueError(
+                f"cannot draw {width} x {height} px: cairo surfaces are at most "
+                f"{_CAIRO_MAX_SIZE} px on a side"
+            )
+        native = setup.native
+        cairo, ffi = native.cairo, native.ffi
+        self.setup, self.width, self.height = setup, width, height
+        self.surface = cairo.cairo_image_surface_create(_CAIRO_FORMAT_RGB24, width, height)
+        self.cr = cairo.cairo_create(self.surface)
+        cairo.cairo_set_source_rgb(self.cr, 1.0, 1.0, 1.0)
+        cairo.cairo_rectangle(self.cr, 0, 0, width, height)
+        cairo.cairo_fill(self.cr)
+        cairo.cairo_set_source_rgb(self.cr, 0.0, 0.0, 0.0)
+        cairo.cairo_surface_flush(self.surface)
+        stride = cairo.cairo_image_surface_get_stride(self.surface)
+        memory = ffi.buffer(cairo.cairo_image_surface_get_data(self.surface), stride * height)
+        words = np.frombuffer(memory, dtype=np.uint32).reshape(height, stride // 4)
+        self._words = words[:, :width]  # one uint32 per pixel: x, red, green, blue bytes
+        self._drawn = None  # [start, end) columns that may hold ink
+
+    def draw(self, layout, x: int, y: float, ink: tuple[int, int]):
+        """Draws `layout` with its origin at (x, y), x whole pixels; `ink`: its [left, right)
+        ink columns relative to the origin (`_FontSetup.extents`)."""
+        # recorded first (whatever happens next, `take` whitens them): the ink's columns
+        # (Pango's ink box rounds outwards; ink can overhang the logical box) with a margin
+        start, end = x + ink[0] - self.height, x + ink[1] + self.height
+        if self._drawn is not None:
+            start, end = min(start, self._drawn[0]), max(end, self._drawn[1])
+        self._drawn = (start, end)
+        native = self.setup.native
+        native.cairo.cairo_move_to(self.cr, x, y)
+        native.pangocairo.pango_cairo_show_layout(self.cr, layout)
+
+    def take(self, columns: int) -> np.ndarray:
+        """The drawing's first `columns` columns as uint8 [height, width] pixels (255 = white),
+        white after them; the canvas white again."""
+        pixels = np.full((self.height, self.width), 255, dtype=np.uint8)
+        if self._drawn is None:
+            return pixels
+        start, end = max(0, self._drawn[0]), min(self.width, self._drawn[1])
+        self._drawn = None
+        if start < end:
+            cairo = self.setup.native.cairo
+            cairo.cairo_surface_flush(self.surface)
+            kept = min(end, columns)
+            if start < kept:  # the low byte of a pixel: blue (integer casts wrap)
+                pixels[:, start:kept] = self._words[:, start:kept]
+            self._words[:, start:end] = 0xFFFFFFFF
+            cairo.cairo_surface_mark_dirty_rectangle(
+                self.surface, start, 0, end - start, self.height
+            )
+        return pixels

@@ -448,15 +448,25 @@ class PixelM4TextRenderer(_BigramModes, _ContinuousMode, ImageProcessingMixin):
             length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
         return min(length, self.max_seq_length)
 
-    def render(self, text, text_pair=None, is_split_into_words: bool = False) -> RenderedText:
+    def render(
+        self,
+        text,
+        text_pair=None,
+        is_split_into_words: bool = False,
+        return_word_spans: bool = True,
+    ) -> RenderedText:
         """Renders one example (a text, optionally with a second text) to a numpy strip.
 
         `is_split_into_words=True`: `text` (and `text_pair`) are lists of words (the tokens of
         token classification and parsing). They are drawn as " ".join(words); in bigram mode,
         right-to-left words keep their order (only their pairs are mirrored), as the published
         renderer does for word lists.
+
+        `return_word_spans=False`: continuous mode leaves `word_patch_spans` empty and skips
+        measuring them (a quarter of its time; the published renderer returns none either);
+        the bigram modes place word by word and return them anyway. Pixels are the same.
         """
-        return self._render(text, text_pair, is_split_into_words, word_spans=True)
+        return self._render(text, text_pair, is_split_into_words, word_spans=return_word_spans)
 
     def _render(self, text, text_pair, is_split_into_words: bool, word_spans: bool) -> RenderedText:
         """`render`; `word_spans=False` (a batch call that does not return them) may leave
@@ -489,17 +499,19 @@ class PixelM4TextRenderer(_BigramModes, _ContinuousMode, ImageProcessingMixin):
         )
 
     # ----------------------------------------------------------------------------- shared
-    def _finish(self, alpha: np.ndarray, strip: _Strip, num_words: int) -> RenderedText:
-        """Coverage -> pixels (255 = white), in place (`alpha` is this render's own array);
-        black separator / end patch, white after it."""
+    def _finish(self, alpha, strip: _Strip, num_words: int, pixels=None) -> RenderedText:
+        """Coverage -> pixels (255 = white) of the used columns, white after the end patch,
+        in place (`alpha` is the render's own array); or the `pixels` given, already white
+        there (continuous mode draws black on white); black separator / end patch."""
         patch = self.pixels_per_patch
-        used = strip.cursor * patch  # text (+ separator) columns: the end patch follows
-        pixels = alpha
-        np.subtract(255, alpha[:, :used], out=pixels[:, :used])
+        if pixels is None:
+            used = strip.cursor * patch  # text (+ separator) columns: the end patch follows
+            pixels = alpha
+            np.subtract(255, alpha[:, :used], out=pixels[:, :used])
+            pixels[:, used + patch :] = 255  # also where ink spilled past the end patch
         strip.black.append(strip.cursor)  # the end patch
         for index in strip.black:
             pixels[:, index * patch : (index + 1) * patch] = 0
-        pixels[:, used + patch :] = 255  # also where ink spilled past the end patch
         if strip.missing:
             self._warn_missing(strip.missing, strip.missing_sample)
         return RenderedText(

@@ -3,8 +3,8 @@
     python benchmarks/bench_pangocairocffi.py [--repeats 5]
 
 The renderer's two native pieces, the font setup (fontconfig config + PangoCairo font map,
-context and layouts) and the canvas (an A8 cairo surface), are rebuilt here on the packages'
-objects: `pangocairocffi.PangoCairoFontMap`, `pangocffi.Context` / `Layout` / `FontDescription`,
+context and layouts) and the canvases (an A8 cairo surface; continuous mode's reused white RGB24
+surface), are rebuilt here on the packages' objects: `pangocairocffi.PangoCairoFontMap`, `pangocffi.Context` / `Layout` / `FontDescription`,
 `cairocffi.ImageSurface` / `Context` / `FontOptions`, `pangocairocffi.show_layout`. Raw
 declarations stay only for what the packages do not bind: the private FcConfig and
 `pango_fc_font_map_set_config`, pixel extents and line x-ranges (declared in pangocffi's cdef but
@@ -96,7 +96,10 @@ def package_classes():
             self.description = pangocffi.FontDescription.from_pointer(
                 pango.pango_font_description_from_string(description.encode()), gc=True
             )
-            self._rectangle = ffi.new("PangoRectangle *")
+            self._rectangle, self._logical = (
+                ffi.new("PangoRectangle *"),
+                ffi.new("PangoRectangle *"),
+            )
             self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
 
         def layout(self, text):
@@ -110,6 +113,11 @@ def package_classes():
             ink = self._rectangle
             pango.pango_layout_get_pixel_extents(layout.pointer, ink, ffi.NULL)
             return ink.x, ink.x + ink.width
+
+        def extents(self, layout):
+            ink, logical = self._rectangle, self._logical
+            pango.pango_layout_get_pixel_extents(layout.pointer, ink, logical)
+            return ink.x, ink.x + ink.width, logical.width, logical.height
 
         def logical_size(self, layout):
             logical = self._rectangle
@@ -146,6 +154,12 @@ def package_classes():
         def free(self, layout):
             pass  # the Layout object unrefs its pointer when it is collected
 
+        def white_canvas(self, width, height):
+            canvases = self.__dict__.setdefault("_white_canvases", {})
+            if (width, height) not in canvases:
+                canvases[width, height] = PackageWhiteCanvas(self, width, height)
+            return canvases[width, height]
+
     class PackageCanvas:
         def __init__(self, native, width, height):
             self.width, self.height = width, height
@@ -175,6 +189,43 @@ def package_classes():
 
         def close(self):
             self.surface.finish()
+
+    class PackageWhiteCanvas:  # continuous mode's reused white RGB24 surface
+        def __init__(self, setup, width, height):
+            self.setup, self.width, self.height = setup, width, height
+            self.surface = cairocffi.ImageSurface(cairocffi.FORMAT_RGB24, width, height)
+            self.cr = cairocffi.Context(self.surface)
+            self.cr.set_source_rgb(1, 1, 1)
+            self.cr.rectangle(0, 0, width, height)
+            self.cr.fill()
+            self.cr.set_source_rgb(0, 0, 0)
+            self.surface.flush()
+            words = np.frombuffer(self.surface.get_data(), dtype=np.uint32)
+            self._words = words.reshape(height, -1)[:, :width]
+            self._drawn = None
+
+        def draw(self, layout, x, y, ink):
+            start, end = x + ink[0] - self.height, x + ink[1] + self.height
+            if self._drawn is not None:
+                start, end = min(start, self._drawn[0]), max(end, self._drawn[1])
+            self._drawn = (start, end)
+            self.cr.move_to(x, y)
+            pangocairocffi.show_layout(self.cr, layout)
+
+        def take(self, columns):
+            pixels = np.full((self.height, self.width), 255, dtype=np.uint8)
+            if self._drawn is None:
+                return pixels
+            start, end = max(0, self._drawn[0]), min(self.width, self._drawn[1])
+            self._drawn = None
+            if start < end:
+                self.surface.flush()
+                kept = min(end, columns)
+                if start < kept:
+                    pixels[:, start:kept] = self._words[:, start:kept]
+                self._words[:, start:end] = 0xFFFFFFFF
+                self.surface.mark_dirty_rectangle(start, 0, end - start, self.height)
+            return pixels
 
     return PackageFontSetup, PackageCanvas
 

@@ -9,13 +9,14 @@ import sys
 import threading
 import tracemalloc
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pixel_m4 import rendering_ink
+from pixel_m4 import rendering_ink, rendering_native
 from pixel_m4.rendering_pixel_m4 import (
     PixelM4TextRenderer,
     cache_info,
@@ -593,6 +594,89 @@ def test_continuous_batch_without_spans_draws_the_same():
     assert spans["overflow"][-1] > 0
 
 
+def test_continuous_render_without_word_spans():
+    """render(return_word_spans=False): continuous mode skips measuring spans (empty list),
+    everything else is the same; the bigram modes return them anyway."""
+    texts = [*CORPUS, " ".join(CORPUS * 12)]  # the last one overflows: words are searched
+    for mode in MODES:
+        renderer = PixelM4TextRenderer(render_mode=mode)
+        for text, pair in [*((text, None) for text in texts), (CORPUS[0], SAMPLES["he"])]:
+            spans = renderer.render(text, pair)
+            without = renderer.render(text, pair, return_word_spans=False)
+            assert without.pixels.tobytes() == spans.pixels.tobytes()
+            assert replace(without, pixels=None, word_patch_spans=[]) == replace(
+                spans, pixels=None, word_patch_spans=[]
+            )
+            assert spans.word_patch_spans
+            expected = [] if mode == "continuous" else spans.word_patch_spans
+            assert without.word_patch_spans == expected
+
+
+# Ink far from its logical box or past the strip's end, for the reused continuous canvas:
+# stacked marks, dotted circles, tofu, an overflowing text
+INK_TEXTS = [
+    *OVERHANG,
+    "\u0301" * 40 + "a" + "\u0336" * 30,
+    "tofu \U000f0000\U0010fffd \ue000 " + "\u20e4" * 8,
+    ("\ufb01 " + SAMPLES["hi"]) * 30,
+]
+
+
+def _canvas_rgb(renderer) -> np.ndarray:
+    patch = renderer.pixels_per_patch
+    canvas = renderer._setup().white_canvas(patch * renderer.max_seq_length, patch)
+    return canvas._words & 0xFFFFFF
+
+
+@pytest.mark.filterwarnings("ignore:.*missing from the fonts")
+def test_continuous_canvas_is_reused_clean():
+    """Continuous mode draws on one white surface per font setup and size: after every text
+    (also a pair, an overflowing text, and a drawing that fails half-way) it is white again,
+    so a text's pixels do not depend on what was drawn before."""
+    renderer = PixelM4TextRenderer(render_mode="continuous", max_seq_length=64)
+    texts = [*INK_TEXTS, "   ", "", *CORPUS]
+    pairs = [(text, None) for text in texts] + [(OVERHANG[0], OVERHANG[2])]
+    forward = []
+    for text, pair in pairs:
+        forward.append(renderer.render(text, pair).pixels)
+        assert (_canvas_rgb(renderer) == 0xFFFFFF).all(), text
+    backward = [renderer.render(text, pair).pixels for text, pair in reversed(pairs)]
+    for one, other in zip(forward, reversed(backward), strict=True):
+        assert one.tobytes() == other.tobytes()
+    setup = renderer._setup()
+    with pytest.MonkeyPatch.context() as patch:  # fails after drawing
+        patch.setattr(setup, "unknown_glyphs", lambda layout: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            renderer.render(OVERHANG[0])
+    assert (_canvas_rgb(renderer) == 0xFFFFFF).all()
+    assert renderer.render(CORPUS[0]).pixels.tobytes() == forward[texts.index(CORPUS[0])].tobytes()
+
+
+@pytest.mark.filterwarnings("ignore:.*missing from the fonts")
+def test_white_canvas_is_255_minus_a8_coverage():
+    """Black drawn on the white RGB24 surface (the published continuous renderer's) gives
+    exactly 255 - the coverage an A8 surface gets (the bigram modes' canvas), overlapping
+    glyphs of one layout included."""
+    renderer = PixelM4TextRenderer(render_mode="continuous")
+    setup = renderer._setup()
+    width = 16 * renderer.max_seq_length
+    white = setup.white_canvas(width, 16)
+    for text in [*INK_TEXTS, *CORPUS, "\u0d63\u20e4 jj fj \u0e33\u0e33"]:
+        layout = setup.layout(text)
+        try:
+            for y in (0.0, -2.5, 3.25):
+                a8 = rendering_native._Canvas(setup.native, width, 16)
+                try:
+                    a8.draw([(layout, 2, y)])
+                    alpha = a8.alpha()
+                finally:
+                    a8.close()
+                white.draw(layout, 2, y, setup.extents(layout)[:2])
+                assert white.take(width).tobytes() == (255 - alpha).tobytes(), text
+        finally:
+            setup.free(layout)
+
+
 def test_ink_overhanging_a_pair_is_not_clipped():
     """U+20E4 shaped alone reaches into the previous word's patch, in both paths alike."""
     for cache_size in (65536, 0):
@@ -706,7 +790,9 @@ unseen = [text[::-1] for text in {CORPUS!r}] * 4  # new words and pairs in the w
 texts = seen + unseen
 uncached = PixelM4TextRenderer(cache_size=0)  # Pango state built in the parent before fork
 cached = PixelM4TextRenderer()
+continuous = PixelM4TextRenderer(render_mode="continuous")  # and its reused white canvas
 expected = numpy.stack([uncached.render(text).pixels for text in texts])
+expected_continuous = numpy.stack([continuous.render(text).pixels for text in texts])
 for text in seen:  # the parent's caches hold half of the words
     cached.render(text)
 
@@ -715,7 +801,8 @@ class Texts(torch.utils.data.Dataset):
         return len(texts)
     def __getitem__(self, index):
         text = texts[index]
-        return torch.from_numpy(numpy.stack([uncached.render(text).pixels, cached.render(text).pixels]))
+        paths = (uncached, cached, continuous)
+        return torch.from_numpy(numpy.stack([path.render(text).pixels for path in paths]))
 
 start = time.perf_counter()
 loader = torch.utils.data.DataLoader(
@@ -723,9 +810,10 @@ loader = torch.utils.data.DataLoader(
 )
 got = torch.cat(list(loader)).numpy()
 seconds = time.perf_counter() - start
-assert got.shape == (len(texts), 2, *expected.shape[1:])
+assert got.shape == (len(texts), 3, *expected.shape[1:])
 assert (got[:, 0] == expected).all() and (got[:, 1] == expected).all(), "worker pixels differ"
-print(f"ok: 4 fork workers rendered {{len(texts)}} samples (x2 paths) in {{seconds:.2f}} s")
+assert (got[:, 2] == expected_continuous).all(), "continuous worker pixels differ"
+print(f"ok: 4 fork workers rendered {{len(texts)}} samples (x3 paths) in {{seconds:.2f}} s")
 """
 
 
