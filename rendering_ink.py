@@ -62,7 +62,8 @@ _MAX_MARGIN_DOUBLINGS = 8
 #   unit:  (ink, width, missing): ink offset from the unit's origin, advance width in px
 #   piece: (block, ink, num_patches, missing, pairs, boxed): a pair or a word, ink offset from
 #          its first column; block (bytes, patch by patch, see above) if the piece is boxed,
-#          else None;
+#          else None; a boxed piece's ink is (offset, width, fragile), its alpha being cut
+#          from the block where needed (`_ink_of`), so its coverage is stored once;
 #          pairs: the pairs drawn (one for a pair), for cairo to redraw the piece; boxed: block
 #          is not None (a flag, so that `all` checks a text's pieces at C speed)
 
@@ -132,9 +133,11 @@ def _ink_bytes(ink: tuple) -> int:
 
 
 def _piece_bytes(piece: tuple) -> int:
-    block, (_, alpha, fragile) = piece[:2]
-    alpha = alpha if alpha.base is None else alpha.base  # cropped from its [P, n * P] array
-    return (0 if block is None else len(block)) + _ink_bytes((0, alpha, fragile))
+    block, ink = piece[:2]
+    if block is None:
+        return _ink_bytes(ink)
+    fragile = ink[2]
+    return len(block) + (0 if fragile is None else fragile.nbytes)
 
 
 @functools.cache
@@ -195,17 +198,26 @@ def _assemble(pieces: list[tuple], height: int) -> tuple[tuple, bool]:
 
 
 def _piece(ink: tuple, num_patches: int, missing: int, pairs: tuple, patch: int) -> tuple:
-    """A cache entry for a pair or word: with its block if its ink stays inside its patches
-    (the cropped alpha becomes a view of the block, so the ink is stored once)."""
+    """A cache entry for a pair or word: with its block if its ink stays inside its patches."""
     offset, alpha, fragile = ink
     width = alpha.shape[1]
-    block = None
-    if offset >= 0 and offset + width <= num_patches * patch:
-        coverage = np.zeros((patch, num_patches * patch), dtype=np.uint8)
-        coverage[:, offset : offset + width] = alpha
-        block = _by_patch(coverage, patch)
-        ink = (offset, coverage[:, offset : offset + width], fragile)
-    return (block, ink, num_patches, missing, pairs, block is not None)
+    if not (offset >= 0 and offset + width <= num_patches * patch):
+        return (None, ink, num_patches, missing, pairs, False)
+    coverage = np.zeros((patch, num_patches * patch), dtype=np.uint8)
+    coverage[:, offset : offset + width] = alpha
+    block = _by_patch(coverage, patch)
+    return (block, (offset, width, fragile), num_patches, missing, pairs, True)
+
+
+def _ink_of(piece: tuple, patch: int) -> tuple:
+    """(offset, alpha, fragile) of a piece; a boxed piece's alpha is cut from its block."""
+    block, ink, num_patches = piece[:3]
+    if block is None:
+        return ink
+    offset, width, fragile = ink
+    rows = np.frombuffer(block, _patch_row(patch)).reshape(num_patches, patch)
+    coverage = rows.T.copy().view(np.uint8)  # [P, num_patches * P]
+    return (offset, coverage[:, offset : offset + width], fragile)
 
 
 def _side_by_side(pieces: list[tuple], num_patches: int, patch: int) -> tuple | None:
@@ -224,7 +236,7 @@ def _side_by_side(pieces: list[tuple], num_patches: int, patch: int) -> tuple | 
     for offset, alpha, _ in inked:
         coverage[:, offset : offset + alpha.shape[1]] = alpha
     left = inked[0][0] if inked else 0
-    return _by_patch(coverage, patch), (left, coverage[:, left:end], None)
+    return _by_patch(coverage, patch), (left, end - left, None)
 
 
 _patch_counts = itemgetter(2)
@@ -364,9 +376,9 @@ class _InkPlacement:
     def _place_piece(self, setup, piece: tuple, strip: _Strip, alpha: np.ndarray):
         """One piece at the cursor by the exact path: composited, or drawn by cairo where its
         fragile pixels land on ink (see "The caches")."""
-        _, ink, num_patches, _, pairs, _ = piece
+        num_patches, pairs = piece[2], piece[4]
         origin = strip.cursor * self.pixels_per_patch
-        region = self._composite(ink, origin, strip, alpha)
+        region = self._composite(_ink_of(piece, self.pixels_per_patch), origin, strip, alpha)
         if region is not None:
             start, stop = region
             alpha[:, start:stop] = self._draw_pairs_over(
@@ -436,23 +448,24 @@ class _InkPlacement:
         boxed without fragile pixels (nothing to composite), else composed by `_assemble`
         (and drawn by cairo where that is not exact)."""
         patch = self.pixels_per_patch
-        pieces, num_patches, missing = [], 0, 0
-        for _, (offset, alpha, fragile), pair_patches, pair_missing, _, _ in entries:
-            pieces.append((num_patches * patch + offset, alpha, fragile))
-            num_patches += pair_patches
-            missing += pair_missing
+        num_patches = sum(map(_patch_counts, entries))
+        missing = sum(map(_missing, entries))
         pairs = tuple(entry[4][0] for entry in entries)
-        if all(map(_boxed, entries)) and all(fragile is None for _, _, fragile in pieces):
-            block = b"".join([entry[0] for entry in entries])
-            rows = np.frombuffer(block, _patch_row(patch)).reshape(num_patches, patch)
-            coverage = rows.T.copy().view(np.uint8)  # [P, num_patches * P]
-            inked = [
-                (offset, offset + alpha.shape[1]) for offset, alpha, _ in pieces if alpha.shape[1]
-            ]
+        if all(map(_boxed, entries)) and all(entry[1][2] is None for entry in entries):
+            inked, column = [], 0  # the pairs' inked columns in the word
+            for _, (offset, width, _), pair_patches, _, _, _ in entries:
+                if width:
+                    inked.append((column + offset, column + offset + width))
+                column += pair_patches * patch
             left, right = (inked[0][0], inked[-1][1]) if inked else (0, 0)
-            ink = (left, coverage[:, left:right], None)  # what `_assemble` makes of them
-            word_entry = (block, ink, num_patches, missing, pairs, True)
+            block = b"".join([entry[0] for entry in entries])
+            word_entry = (block, (left, right - left, None), num_patches, missing, pairs, True)
         else:
+            pieces, column = [], 0
+            for entry in entries:
+                offset, alpha, fragile = _ink_of(entry, patch)
+                pieces.append((column + offset, alpha, fragile))
+                column += entry[2] * patch
             (offset, alpha, fragile), exact = _assemble(pieces, patch)
             if not exact:
                 alpha = self._draw_pairs_over(setup, pairs, np.zeros_like(alpha), -offset)

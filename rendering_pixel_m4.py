@@ -500,13 +500,13 @@ class PixelM4TextRenderer(_BigramModes, _ContinuousMode, ImageProcessingMixin):
 
     # ----------------------------------------------------------------------------- shared
     def _finish(self, alpha, strip: _Strip, num_words: int, pixels=None) -> RenderedText:
-        """Coverage -> pixels (255 = white) of the used columns, white after the end patch; or
-        the `pixels` given, already white there (continuous mode draws black on white); black
-        separator / end patch."""
+        """Coverage -> pixels (255 = white) of the used columns, white after the end patch,
+        in place (`alpha` is the render's own array); or the `pixels` given, already white
+        there (continuous mode draws black on white); black separator / end patch."""
         patch = self.pixels_per_patch
         if pixels is None:
             used = strip.cursor * patch  # text (+ separator) columns: the end patch follows
-            pixels = np.empty_like(alpha)
+            pixels = alpha
             np.subtract(255, alpha[:, :used], out=pixels[:, :used])
             pixels[:, used + patch :] = 255  # also where ink spilled past the end patch
         strip.black.append(strip.cursor)  # the end patch
