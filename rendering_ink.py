@@ -525,17 +525,19 @@ class _InkPlacement:
             return cached
         layout = setup.layout(unit)
         try:
-            width, height = setup.logical_size(layout)
+            left, right, width, height = setup.extents(layout)  # ink columns, logical size
             y = self.pixels_per_patch / 2 - height / 2 - 2
-            unit_ink = (self._unit_ink(setup, layout, 0, y), width, setup.unknown_glyphs(layout))
+            missing = setup.unknown_glyphs(layout)
+            unit_ink = (self._unit_ink(setup, layout, (left, right), 0, y, missing), width, missing)
         finally:
             setup.free(layout)
         _unit_cache.put(self._setup_key, unit, unit_ink, self.cache_size)
         return unit_ink
 
-    def _unit_ink(self, setup: _FontSetup, layout, x: int, y: float) -> tuple:
-        """The coverage of `layout` drawn alone at (x, y), cropped to its inked columns."""
-        left, right = setup.ink_columns(layout)
+    def _unit_ink(self, setup: _FontSetup, layout, ink, x: int, y: float, missing: int) -> tuple:
+        """The coverage of `layout` drawn alone at (x, y), cropped to its inked columns.
+        `ink`: Pango's [left, right) ink columns; `missing`: its unknown glyphs."""
+        left, right = ink
         margin = 4  # px around Pango's ink box; doubled while ink touches the canvas edge
         for _ in range(_MAX_MARGIN_DOUBLINGS):  # bounded: ink never runs far past Pango's box
             origin = x + left - margin  # canvas column 0 in the caller's coordinates
@@ -555,7 +557,7 @@ class _InkPlacement:
             return (0, alpha[:, :0].copy(), None)
         first, last = int(columns[0]), int(columns[-1])
         alpha = alpha[:, first : last + 1].copy()
-        one_composite = setup.glyph_count(layout) <= 1 and not setup.unknown_glyphs(layout)
+        one_composite = not missing and setup.glyph_count(layout) <= 1
         return (origin + first, alpha, None if one_composite else alpha > 0)
 
     def _measure_pair(self, setup: _FontSetup, pair: tuple[str, ...]):
