@@ -240,7 +240,7 @@ class _FontSetup:
         self.description = native.pango.pango_font_description_from_string(description.encode())
         native.pango.pango_context_set_font_description(context, self.description)
         # out-parameters, allocated once (used under the module lock only)
-        self._rectangle = ffi.new("PangoRectangle *")
+        self._rectangle, self._logical = ffi.new("PangoRectangle *"), ffi.new("PangoRectangle *")
         self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
         self._strip_canvases: dict[tuple[int, int], _StripCanvas] = {}
 
@@ -257,6 +257,12 @@ class _FontSetup:
         ink = self._rectangle
         self.native.pango.pango_layout_get_pixel_extents(layout, ink, self.native.ffi.NULL)
         return ink.x, ink.x + ink.width
+
+    def extents(self, layout) -> tuple[int, int, int, int]:
+        """[left, right) ink columns relative to the origin, logical width and height."""
+        ink, logical = self._rectangle, self._logical
+        self.native.pango.pango_layout_get_pixel_extents(layout, ink, logical)
+        return ink.x, ink.x + ink.width, logical.width, logical.height
 
     def logical_size(self, layout) -> tuple[int, int]:
         logical = self._rectangle
