@@ -154,12 +154,13 @@ class PixelM4TextRenderer(_BigramModes, _ContinuousMode, ImageProcessingMixin):
             given with `is_split_into_words=True` keeps its order). False: left to right.
         keep_spaces: continuous mode draws the text as written, leading, trailing and
             repeated spaces included (original PIXEL); False joins its words by single spaces.
-        cache_size: entries of the process-wide LRU of rendered pairs (bigram, word_bigram);
-            0 draws every unit straight onto the strip (slow; the reference the caches are
-            tested against byte for byte) and turns the word cache off too.
-        word_cache_size: entries of the process-wide LRU of rendered words (coverage + patch
-            count), so a sentence is assembled from about one copy per word; 0 assembles every
-            word from its cached pairs. About 2.6 KB per word (a pair: 1 KB).
+        cache_size: entries of the process-wide caches of rendered units and pairs (bigram,
+            word_bigram; the oldest entries go first); 0 draws every unit straight onto the
+            strip (slow; the reference the caches are tested against byte for byte) and turns
+            the word cache off too. About 0.8 KB per pair.
+        word_cache_size: entries of the process-wide cache of rendered words (coverage + patch
+            count), so a sentence of known words is assembled from about one block per word;
+            0 assembles every word from its cached pairs. About 1.5 KB per 6-letter word.
 
     Text pairs: text, one black separator patch, text_pair, the black end patch. Truncation
     drops whole words from the end of the sequence (text_pair's first) until the strip fits
