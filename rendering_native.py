@@ -252,12 +252,6 @@ class _FontSetup:
         pango.pango_layout_set_text(layout, encoded, len(encoded))
         return layout
 
-    def ink_columns(self, layout) -> tuple[int, int]:
-        """[left, right) pixel columns of the layout's ink, relative to its origin."""
-        ink = self._rectangle
-        self.native.pango.pango_layout_get_pixel_extents(layout, ink, self.native.ffi.NULL)
-        return ink.x, ink.x + ink.width
-
     def extents(self, layout) -> tuple[int, int, int, int]:
         """[left, right) ink columns relative to the origin, logical width and height."""
         ink, logical = self._rectangle, self._logical

@@ -96,7 +96,10 @@ def package_classes():
             self.description = pangocffi.FontDescription.from_pointer(
                 pango.pango_font_description_from_string(description.encode()), gc=True
             )
-            self._rectangle = ffi.new("PangoRectangle *")
+            self._rectangle, self._logical = (
+                ffi.new("PangoRectangle *"),
+                ffi.new("PangoRectangle *"),
+            )
             self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
 
         def layout(self, text):
@@ -106,10 +109,10 @@ def package_classes():
             layout.text = text
             return layout
 
-        def ink_columns(self, layout):
-            ink = self._rectangle
-            pango.pango_layout_get_pixel_extents(layout.pointer, ink, ffi.NULL)
-            return ink.x, ink.x + ink.width
+        def extents(self, layout):
+            ink, logical = self._rectangle, self._logical
+            pango.pango_layout_get_pixel_extents(layout.pointer, ink, logical)
+            return ink.x, ink.x + ink.width, logical.width, logical.height
 
         def logical_size(self, layout):
             logical = self._rectangle
