@@ -78,7 +78,9 @@ class _ContinuousMode:
             if text:
                 layout = setup.layout(text)
                 shaped.append((layout, *setup.logical_size(layout)))
-                patches += -(-(2 * _CONTINUOUS_MARGIN + shaped[-1][1]) // self.pixels_per_patch)
+                patches += math.ceil(
+                    (2 * _CONTINUOUS_MARGIN + shaped[-1][1]) / self.pixels_per_patch
+                )
             else:
                 shaped.append(None)
         if patches <= self.max_seq_length:
@@ -161,7 +163,7 @@ class _ContinuousMode:
             measured = (layout, *setup.logical_size(layout))
         layout, width, height = measured
         try:
-            num_patches = -(-(2 * _CONTINUOUS_MARGIN + width) // patch)
+            num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
             if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
                 return
             x = strip.cursor * patch + _CONTINUOUS_MARGIN
