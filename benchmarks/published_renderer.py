@@ -5,7 +5,7 @@ not use: run this file with a Python that has them (Debian: /usr/bin/python3 wit
 python3-gi-cairo, gir1.2-pango-1.0, python3-cairo, python3-numpy), on a source checkout:
 
     /usr/bin/python3 benchmarks/published_renderer.py --source SRC --renderer bigram \\
-        --fonts FONT... < texts.json > result.json
+        [--warm-up N] [--repeats K] --fonts FONT... < texts.json > result.json
 
 SRC is the `src/` folder of ilkerkesen/pixel-m4 (renderer `bigram`:
 `pixel/data/rendering/pangocairo_renderer_bigrams_iso_char.py`) or of xplip/pixel (`continuous`:
@@ -123,13 +123,23 @@ def main():
     parser.add_argument("--renderer", choices=sorted(MODULES), required=True)
     parser.add_argument("--fonts", nargs="+", required=True, help="primary first")
     parser.add_argument("--repeats", type=int, default=1, help="passes over the texts (best kept)")
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=0,
+        help="the first N texts of the input are rendered once, untimed, before the timed passes "
+        "over the others (the state our renderer is timed in: same glyph and font caches)",
+    )
     args = parser.parse_args()
     texts = json.load(sys.stdin)
+    warm_up, texts = texts[: args.warm_up], texts[args.warm_up :]
     cache = tempfile.mkdtemp(prefix="fontconfig-")
     with open(os.path.join(cache, "fonts.conf"), "w") as handle:
         handle.write(FONTS_CONF.format(cache=cache))
     os.environ["FONTCONFIG_FILE"] = os.path.join(cache, "fonts.conf")
     renderer = load_published_renderer(args.source, args.renderer, args.fonts)
+    for text in warm_up:
+        renderer(text)
     best = 0.0
     for _ in range(args.repeats):
         start = time.perf_counter()
