@@ -11,16 +11,11 @@ they read its settings (pixels_per_patch, max_seq_length, render_mode, group_gra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from .rendering_ink import _InkPlacement, _patch_counts, _Strip
+from .rendering_ink import RenderedText, _InkPlacement, _patch_counts, _Strip
 from .rendering_native import _Canvas, process_lock
 from .rendering_text import _word_pairs
-
-if TYPE_CHECKING:  # the renderer imports this module
-    from .rendering_pixel_m4 import RenderedText
 
 
 class _BigramModes(_InkPlacement):

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
 
-from .rendering_ink import _Strip
-from .rendering_native import _FontSetup, _StripCanvas, process_lock
+from .rendering_ink import RenderedText, _Strip
+from .rendering_native import _FontSetup, _StripCanvas, layout_y, process_lock
 from .rendering_text import _units
-
-if TYPE_CHECKING:  # the renderer imports this module
-    from .rendering_pixel_m4 import RenderedText
 
 _CONTINUOUS_MARGIN = 2  # px of white before and after a continuous text (original PIXEL)
 # Pango measures in int32 units of 1/1024 px, so a layout wider than ~2.1 million px reports
@@ -31,6 +27,10 @@ class _ContinuousMode:
     """The renderer's continuous-mode methods."""
 
     def _render_continuous(self, texts: list[str], word_spans: bool = True) -> RenderedText:
+        if len(texts) == 1 and not word_spans:
+            rendered = self._render_text_that_fits(texts[0])
+            if rendered is not None:
+                return rendered
         patch = self.pixels_per_patch
         # str.split and `_word_char_ranges` cut at the same characters (str.isspace)
         total_words = sum(map(len, map(str.split, texts)))
@@ -68,6 +68,41 @@ class _ContinuousMode:
                         setup.free(measured[0])
         return self._finish(None, strip, total_words, pixels=pixels)
 
+    def _render_text_that_fits(self, text: str) -> RenderedText | None:
+        """One text without word spans (the published renderer's only call, and a batch
+        call's), shaped, measured and drawn from one layout with nothing else to track; None if
+        it is empty or does not fit (the general path then searches its longest prefix).
+
+        The general path would draw the same pixels; this one is the hot loop of continuous
+        rendering, and its bookkeeping was a seventh of the time of a ~100-character text."""
+        if not text or len(text) > _MAX_LAYOUT_CHARS:
+            return None
+        patch = self.pixels_per_patch
+        with process_lock():
+            setup = self._setup()
+            layout = setup.shared_layout(text)
+            width, height = setup.logical_size(layout)
+            num_patches = _patches_for_width(width, patch)
+            if num_patches + 1 > self.max_seq_length:  # + the end patch
+                return None
+            missing = setup.unknown_glyphs(layout)
+            # Drawn on the smallest canvas of 2^k patches that holds text and end patch: clearing
+            # it is the part of the time that grows with its width (everything after the end
+            # patch is white whatever the canvas, and cairo clips each glyph on its own).
+            columns, strip_width = (num_patches + 1) * patch, patch * self.max_seq_length
+            canvas_width = min(strip_width, patch << (num_patches).bit_length())
+            canvas = setup.strip_canvas(canvas_width, patch)
+            try:
+                canvas.draw(layout, _CONTINUOUS_MARGIN, layout_y(height, patch))
+            finally:  # the canvas is reused: clear again whatever happens
+                pixels = canvas.take(columns, strip_width)
+        # `_finish`'s work for this case, without its bookkeeping objects (measured: they cost
+        # more here, between two native calls, than their own time suggests)
+        pixels[:, num_patches * patch : (num_patches + 1) * patch] = 0  # the end patch
+        if missing:
+            self._warn_missing(missing, text.strip()[:20])
+        return RenderedText(pixels, num_patches + 1, [], len(text.split()), 0, missing)
+
     def _shaped_if_they_fit(self, setup: _FontSetup, texts: list[str]) -> list | None:
         """(layout, logical width, height) of each text (None for an empty text) if text,
         [separator,] text_pair and the end patch fit the strip; else None (nothing kept)."""
@@ -78,9 +113,7 @@ class _ContinuousMode:
             if text:
                 layout = setup.layout(text)
                 shaped.append((layout, *setup.logical_size(layout)))
-                patches += math.ceil(
-                    (2 * _CONTINUOUS_MARGIN + shaped[-1][1]) / self.pixels_per_patch
-                )
+                patches += _patches_for_width(shaped[-1][1], self.pixels_per_patch)
             else:
                 shaped.append(None)
         if patches <= self.max_seq_length:
@@ -96,7 +129,7 @@ class _ContinuousMode:
         layout = setup.layout(text)
         width, _ = setup.logical_size(layout)
         setup.free(layout)
-        return math.ceil((2 * _CONTINUOUS_MARGIN + width) / self.pixels_per_patch)
+        return _patches_for_width(width, self.pixels_per_patch)
 
     def _continuous_words_that_fit(self, setup: _FontSetup, texts, word_ranges):
         """What to draw of each text (text, then text_pair) and its word ranges, for the
@@ -163,11 +196,11 @@ class _ContinuousMode:
             measured = (layout, *setup.logical_size(layout))
         layout, width, height = measured
         try:
-            num_patches = math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
+            num_patches = _patches_for_width(width, patch)
             if strip.cursor + num_patches > strip.budget:  # only spaces, too many to fit
                 return
             x = strip.cursor * patch + _CONTINUOUS_MARGIN
-            canvas.draw(layout, x, patch / 2 - height / 2 - 2)
+            canvas.draw(layout, x, layout_y(height, patch))
             missing = setup.unknown_glyphs(layout)
             if missing:
                 strip.add_missing(missing, text.strip()[:20])
@@ -185,6 +218,11 @@ class _ContinuousMode:
             first = cursor + min(num_patches - 1, max(0, floor((x0 + _CONTINUOUS_MARGIN) / patch)))
             last = cursor + min(num_patches, ceil((x1 + _CONTINUOUS_MARGIN) / patch))
             strip.spans.append((first, max(first + 1, last)))
+
+
+def _patches_for_width(width: int, patch: int) -> int:
+    """Patches a text of logical `width` px fills, its white margins included."""
+    return math.ceil((2 * _CONTINUOUS_MARGIN + width) / patch)
 
 
 def _longest_prefix(fits, limit: int) -> int:

@@ -18,7 +18,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from .rendering_native import _Canvas, _FontSetup, process_lock
+from .rendering_native import _Canvas, _FontSetup, layout_y, process_lock
 from .rendering_text import _text_pairs
 
 _MAX_MARGIN_DOUBLINGS = 8
@@ -242,6 +242,19 @@ def _side_by_side(pieces: list[tuple], num_patches: int, patch: int) -> tuple | 
 _patch_counts = itemgetter(2)
 _missing = itemgetter(3)
 _boxed = itemgetter(5)
+
+
+@dataclass
+class RenderedText:
+    """One rendered example: a uint8 strip [P, P * max_seq_length] (255 = white) + metadata."""
+
+    pixels: np.ndarray
+    num_patches: int
+    word_patch_spans: list[tuple[int, int]]
+    num_words: int
+    overflow: int
+    missing_glyphs: int
+    word_patch_counts: list[int] | None = None
 
 
 @dataclass
@@ -526,7 +539,7 @@ class _InkPlacement:
         layout = setup.layout(unit)
         try:
             left, right, width, height = setup.extents(layout)  # ink columns, logical size
-            y = self.pixels_per_patch / 2 - height / 2 - 2
+            y = layout_y(height, self.pixels_per_patch)
             missing = setup.unknown_glyphs(layout)
             unit_ink = (self._unit_ink(setup, layout, (left, right), 0, y, missing), width, missing)
         finally:
@@ -577,7 +590,7 @@ class _InkPlacement:
         """(layout, x, y): units side by side by advance width, centred like the original."""
         placed = []
         for layout, width, height in layouts:
-            placed.append((layout, x, self.pixels_per_patch / 2 - height / 2 - 2))
+            placed.append((layout, x, layout_y(height, self.pixels_per_patch)))
             x += width
         return placed
 

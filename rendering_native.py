@@ -112,7 +112,7 @@ void pango_fc_font_map_set_config(PangoFontMap *fcfontmap, FcConfig *fcconfig);
 void g_object_unref(gpointer object);
 """
 _CAIRO_FORMAT_A8 = 2
-_CAIRO_OPERATOR_CLEAR, _CAIRO_OPERATOR_OVER = 0, 2
+_CAIRO_OPERATOR_CLEAR = 0
 _CAIRO_ANTIALIAS_GRAY = 2
 # cairo_hint_style_t / cairo_hint_metrics_t values
 HINT_STYLES = {"none": 1, "slight": 2, "medium": 3, "full": 4}
@@ -243,6 +243,7 @@ class _FontSetup:
         self._rectangle, self._logical = ffi.new("PangoRectangle *"), ffi.new("PangoRectangle *")
         self._ranges, self._range_count = ffi.new("int **"), ffi.new("int *")
         self._strip_canvases: dict[tuple[int, int], _StripCanvas] = {}
+        self._shared_layout = None
 
     def layout(self, text: str):
         """A layout of `text`; the caller must `free` it."""
@@ -296,6 +297,16 @@ class _FontSetup:
                 result.append((0.0, 0.0))
         return result
 
+    def shared_layout(self, text: str):
+        """This setup's one reusable layout, now of `text` (not freed by the caller; used under
+        `process_lock`): a text that needs no other layout alive at the same time skips
+        creating and freeing one."""
+        if self._shared_layout is None:
+            self._shared_layout = self.native.pango.pango_layout_new(self.context)
+        encoded = text.encode("utf-8")
+        self.native.pango.pango_layout_set_text(self._shared_layout, encoded, len(encoded))
+        return self._shared_layout
+
     def strip_canvas(self, width: int, height: int) -> _StripCanvas:
         """This setup's reusable, clear canvas of that size (continuous mode)."""
         canvas = self._strip_canvases.get((width, height))
@@ -320,6 +331,13 @@ def _font_setup(
     if setup is None:
         setup = _font_setups[key] = _FontSetup(font_files, description, hint_style, hint_metrics)
     return setup
+
+
+def layout_y(height: int, patch: int) -> float:
+    """The y at which a layout of logical `height` px is drawn on a strip `patch` px high:
+    centred, 2 px up (both published renderers: xplip/pixel `_render_single_sentence`,
+    ilkerkesen/pixel-m4 `_render_single_word`)."""
+    return patch / 2 - height / 2 - 2
 
 
 class _Canvas:
@@ -397,6 +415,8 @@ class _StripCanvas:
         self.native, self.width, self.height = native, width, height
         self.surface = cairo.cairo_image_surface_create(_CAIRO_FORMAT_A8, width, height)
         self.cr = cairo.cairo_create(self.surface)
+        self._clearing = cairo.cairo_create(self.surface)  # paints with CLEAR (set once)
+        cairo.cairo_set_operator(self._clearing, _CAIRO_OPERATOR_CLEAR)
         stride = cairo.cairo_image_surface_get_stride(self.surface)
         memory = ffi.buffer(cairo.cairo_image_surface_get_data(self.surface), stride * height)
         self._alpha = np.frombuffer(memory, dtype=np.uint8).reshape(height, stride)[:, :width]
@@ -406,19 +426,18 @@ class _StripCanvas:
         self.native.cairo.cairo_move_to(self.cr, x, y)
         self.native.pangocairo.pango_cairo_show_layout(self.cr, layout)
 
-    def take(self, columns: int) -> np.ndarray:
-        """The drawing's first `columns` columns as uint8 [height, width] pixels (255 = white),
-        white after them; the canvas clear again."""
+    def take(self, columns: int, width: int | None = None) -> np.ndarray:
+        """The drawing's first `columns` columns as uint8 [height, width] pixels (255 = white;
+        `width`: the canvas's by default, or more), white after them; the canvas clear again."""
         cairo = self.native.cairo
         cairo.cairo_surface_flush(self.surface)
-        pixels = np.empty((self.height, self.width), dtype=np.uint8)
+        pixels = np.empty((self.height, width or self.width), dtype=np.uint8)
         np.subtract(255, self._alpha[:, :columns], out=pixels[:, :columns])
         pixels[:, columns:] = 255
-        cairo.cairo_set_operator(self.cr, _CAIRO_OPERATOR_CLEAR)
-        cairo.cairo_paint(self.cr)
-        cairo.cairo_set_operator(self.cr, _CAIRO_OPERATOR_OVER)
+        cairo.cairo_paint(self._clearing)
         return pixels
 
     def close(self):
         self.native.cairo.cairo_destroy(self.cr)
+        self.native.cairo.cairo_destroy(self._clearing)
         self.native.cairo.cairo_surface_destroy(self.surface)

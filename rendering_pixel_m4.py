@@ -42,7 +42,7 @@ import os
 import shutil
 import sys
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from transformers import BatchFeature
@@ -58,7 +58,7 @@ from .rendering_fonts import (
     font_setup_hash,
     saved_font_name,
 )
-from .rendering_ink import _Strip, cache_info
+from .rendering_ink import RenderedText, _Strip, cache_info
 from .rendering_native import (
     _CAIRO_MAX_SIZE,
     HINT_STYLES,
@@ -112,19 +112,6 @@ _WHITE = np.float32(255)  # uint8 pixel / _WHITE -> float32 in [0, 1]
 MAX_STRIP_WIDTH = _CAIRO_MAX_SIZE - 1
 MAX_PIXELS_PER_PATCH = 256
 _MAX_FONT_PATCHES = 4  # glyphs taller than 4 patches are cut off by a one-patch-high strip
-
-
-@dataclass
-class RenderedText:
-    """One rendered example: a uint8 strip [P, P * max_seq_length] (255 = white) + metadata."""
-
-    pixels: np.ndarray
-    num_patches: int
-    word_patch_spans: list[tuple[int, int]]
-    num_words: int
-    overflow: int
-    missing_glyphs: int
-    word_patch_counts: list[int] | None = None
 
 
 class PixelM4TextRenderer(_BigramModes, _ContinuousMode, ImageProcessingMixin):

@@ -622,10 +622,12 @@ INK_TEXTS = [
 ]
 
 
-def _canvas_coverage(renderer) -> np.ndarray:
+def _canvas_coverage(renderer) -> list[np.ndarray]:
+    """The coverage of every reused canvas of the renderer's font setup (the strip's, and the
+    narrower ones a single text without spans is drawn on)."""
     patch = renderer.pixels_per_patch
-    canvas = renderer._setup().strip_canvas(patch * renderer.max_seq_length, patch)
-    return canvas._alpha
+    renderer._setup().strip_canvas(patch * renderer.max_seq_length, patch)
+    return np.concatenate([one._alpha for one in renderer._setup()._strip_canvases.values()], 1)
 
 
 @pytest.mark.filterwarnings("ignore:.*missing from the fonts")
@@ -640,6 +642,11 @@ def test_continuous_canvas_is_reused_clean():
     for text, pair in pairs:
         forward.append(renderer.render(text, pair).pixels)
         assert not _canvas_coverage(renderer).any(), text
+        # without spans, a single text takes the one-text path and its narrower canvases
+        alone = renderer.render(text, pair, return_word_spans=False).pixels
+        assert alone.tobytes() == forward[-1].tobytes(), text
+        assert not _canvas_coverage(renderer).any(), text
+    assert len(renderer._setup()._strip_canvases) > 2
     backward = [renderer.render(text, pair).pixels for text, pair in reversed(pairs)]
     for one, other in zip(forward, reversed(backward), strict=True):
         assert one.tobytes() == other.tobytes()
@@ -649,6 +656,18 @@ def test_continuous_canvas_is_reused_clean():
         with pytest.raises(ZeroDivisionError):
             renderer.render(OVERHANG[0])
     assert not _canvas_coverage(renderer).any()
+    draw = rendering_native._StripCanvas.draw
+
+    def draw_then_fail(canvas, layout, x, y):
+        draw(canvas, layout, x, y)
+        raise ZeroDivisionError
+
+    with pytest.MonkeyPatch.context() as patch:  # fails in the middle of drawing
+        patch.setattr(rendering_native._StripCanvas, "draw", draw_then_fail)
+        for word_spans in (True, False):
+            with pytest.raises(ZeroDivisionError):
+                renderer.render(OVERHANG[0], return_word_spans=word_spans)
+            assert not _canvas_coverage(renderer).any()
     assert renderer.render(CORPUS[0]).pixels.tobytes() == forward[texts.index(CORPUS[0])].tobytes()
 
 

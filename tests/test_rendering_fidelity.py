@@ -35,11 +35,16 @@ def first_difference(ours: np.ndarray, theirs: np.ndarray) -> str:
 
 
 @pytest.mark.parametrize(
-    ("mode", "options"),
-    [("bigram", {}), ("bigram", {"cache_size": 0}), ("continuous", {})],
-    ids=["bigram", "bigram-uncached", "continuous"],
+    ("mode", "options", "word_spans"),
+    [
+        ("bigram", {}, True),
+        ("bigram", {"cache_size": 0}, True),
+        ("continuous", {}, True),
+        ("continuous", {}, False),  # the one-text path without spans (`_render_text_that_fits`)
+    ],
+    ids=["bigram", "bigram-uncached", "continuous", "continuous-no-spans"],
 )
-def test_golden_strips_pixel_exact(golden, mode, options):
+def test_golden_strips_pixel_exact(golden, mode, options, word_spans):
     """Every text of the golden set: the published renderer's pixels and patch count."""
     for package in ("manimgx-fonts", "manimgx-fonts-cjk"):
         assert version(package) == FONT_VERSION, f"{package} {version(package)}: see README"
@@ -47,7 +52,7 @@ def test_golden_strips_pixel_exact(golden, mode, options):
     renderer = PixelM4TextRenderer(render_mode=mode, **options)
     failures = []
     for index, text in enumerate(texts):
-        out = renderer.render(text)
+        out = renderer.render(text, return_word_spans=word_spans)
         expected_patches = int(data[f"{mode}_num_text_patches"][index])
         if out.num_patches - 1 != expected_patches:  # the published count omits the end patch
             failures.append(f"{text!r}: {out.num_patches - 1} text patches, not {expected_patches}")
