@@ -35,7 +35,7 @@ The published renderers (ilkerkesen/pixel-m4 bigram, xplip/pixel continuous) run
 their own environment through benchmarks/published_renderer.py, on the same texts and fonts,
 one by one (their only way), timed as ours on the same line: on an unseen corpus one pass
 after rendering the same warm-up texts (so neither has rasterised the timed texts' new glyphs
-before), elsewhere best of 2 passes. Each of our figures is printed with the ratio to theirs.
+before), elsewhere best of --repeats passes as ours. Each of our figures is printed with the ratio to theirs.
 Without them the ratio is to our uncached path, measured in the same run.
 """
 
@@ -183,7 +183,7 @@ def every_character() -> list[str]:
 def published_rate(args, mode: str, texts: list[str], warm_up: list[str] | None = None):
     """The published renderer's texts/s (one by one) and peak RSS, or None if not configured.
 
-    Without `warm_up`: best of 2 passes over `texts` (as our cached figures). With it: one pass
+    Without `warm_up`: best of --repeats passes over `texts` (as ours). With it: one pass
     after rendering `warm_up` once, as our unseen figures are timed, so both renderers meet the
     timed texts with the same font and glyph caches (a second pass would find every glyph of
     the timed texts already rasterised, which ours pays for in its one pass)."""
@@ -193,7 +193,7 @@ def published_rate(args, mode: str, texts: list[str], warm_up: list[str] | None 
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_renderer.py")
     command = [args.published_python, script, "--source", source, "--renderer", mode]
     if warm_up is None:
-        command += ["--repeats", "2"]
+        command += ["--repeats", str(args.repeats)]
     else:
         command += ["--repeats", "1", "--warm-up", str(len(warm_up))]
         texts = [*warm_up, *texts]
@@ -295,8 +295,8 @@ def main():
                 ("unseen", unseen, published_rate(args, mode, unseen)),
                 ("cached", sentences, published_cached),
             ):
-                # best of --repeats on both corpora, as the published renderer's figure (best
-                # of 2 passes); continuous mode keeps no cache of its own that a pass could warm
+                # best of --repeats on both corpora, as the published renderer's figure here;
+                # continuous mode keeps no cache of its own that a pass could warm
                 rates = [
                     best_of(args.repeats, len(texts), render_all, one, texts, False)
                     for one in (renderer, uncached)
