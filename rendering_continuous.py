@@ -2,9 +2,10 @@
 
 Separate from the renderer because it shares nothing with the bigram modes but the strip: a
 text that fits is shaped once, measured and drawn from the same layout, as the published
-renderer does; a text that does not fit is searched for its longest prefix of whole words (or
-grapheme clusters of a word wider than a strip) without ever handing Pango much more than a
-strip. `_ContinuousMode` holds the renderer's methods; they read its settings
+renderer does (a single text without word spans, the usual call, by a lean path of its own:
+`_render_text_that_fits`); a text that does not fit is searched for its longest prefix of whole
+words (or grapheme clusters of a word wider than a strip) without ever handing Pango much more
+than a strip. `_ContinuousMode` holds the renderer's methods; they read its settings
 (pixels_per_patch, max_seq_length).
 """
 
@@ -73,8 +74,9 @@ class _ContinuousMode:
         call's), shaped, measured and drawn from one layout with nothing else to track; None if
         it is empty or does not fit (the general path then searches its longest prefix).
 
-        The general path would draw the same pixels; this one is the hot loop of continuous
-        rendering, and its bookkeeping was a seventh of the time of a ~100-character text."""
+        The general path draws the same pixels (tested on the golden texts); this one is the
+        hot loop of continuous rendering, where the general path's bookkeeping, a new layout and
+        a full-width canvas to clear took ~10 of ~82 us per ~100-character text."""
         if not text or len(text) > _MAX_LAYOUT_CHARS:
             return None
         patch = self.pixels_per_patch
@@ -90,7 +92,7 @@ class _ContinuousMode:
             # it is the part of the time that grows with its width (everything after the end
             # patch is white whatever the canvas, and cairo clips each glyph on its own).
             columns, strip_width = (num_patches + 1) * patch, patch * self.max_seq_length
-            canvas_width = min(strip_width, patch << (num_patches).bit_length())
+            canvas_width = min(strip_width, patch << num_patches.bit_length())
             canvas = setup.strip_canvas(canvas_width, patch)
             try:
                 canvas.draw(layout, _CONTINUOUS_MARGIN, layout_y(height, patch))
