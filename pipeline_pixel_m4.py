@@ -245,8 +245,9 @@ def group_entities(words: list[dict], text: str) -> list[dict]:
 class PixelM4DependencyParsingPipeline(_WordPipeline):
     """Per text: a list with one {"word", "start", "end", "head", "relation", "score"} per word:
     `head` 0 = ROOT, i = the i-th word (1-based, CoNLL-U style), `score` its head probability.
-    Decoding is greedy (each word's best head, then its best relation there), as the published
-    PIXEL parser decodes (`parsing_pixel_m4.decode_trees`; its `mst` gives well-formed trees)."""
+    `decoding="greedy"` (default: each word's best head, then its best relation there, as the
+    published PIXEL parser decodes; the heads need not form a tree) or `"mst"` (the best tree
+    with one root word), through `parsing_pixel_m4.decode_trees`."""
 
     def __init__(self, model, *args, **kwargs):
         if not hasattr(model, "biaffine_arcs"):
@@ -260,19 +261,25 @@ class PixelM4DependencyParsingPipeline(_WordPipeline):
             ).to(model.device)
         super().__init__(model, *args, **kwargs)
 
-    def _sanitize_parameters(self, **kwargs):
+    def _sanitize_parameters(self, decoding=None, **kwargs):
         if kwargs:
             raise ValueError(f"unknown arguments for the PIXEL-M4 pipeline: {sorted(kwargs)}")
-        return {}, {}, {}
+        if decoding is None:
+            return {}, {}, {}
+        if decoding not in ("greedy", "mst"):
+            raise ValueError(f"decoding must be 'greedy' or 'mst', got {decoding!r}")
+        return {}, {}, {"decoding": decoding}
 
-    def postprocess(self, model_outputs):
+    def postprocess(self, model_outputs, decoding="greedy"):
         text, offsets, output = (
             model_outputs["text"],
             model_outputs["offsets"],
             model_outputs["output"],
         )
         head_probs = output.arc_logits[0].float().softmax(-1)  # [W, 1+W]
-        decoded = decode_trees(head_probs[None], output.rel_logits[:1], output.word_mask[:1])[0]
+        decoded = decode_trees(
+            output.arc_logits[:1], output.rel_logits[:1], output.word_mask[:1], decoding
+        )[0]
         heads, relations = decoded[:, 0], decoded[:, 1]
         return [
             {

@@ -171,6 +171,29 @@ def test_dependency_parsing_heads_and_relations(folders):
         assert TEXT[word["start"] : word["end"]] == word["word"]
 
 
+def test_dependency_parsing_mst_decoding_gives_a_tree(folders):
+    """decoding="mst": one root word and every word reaches it (greedy heads of an untrained
+    parser need not); the default stays greedy, a bad value is refused."""
+    pipe = pipeline("dependency-parsing", model=str(folders["dependency-parsing"]),
+                    trust_remote_code=True)  # fmt: skip
+    text = " ".join([TEXT] * 3)  # more words: greedy heads of random weights rarely make a tree
+    greedy, tree = pipe(text), pipe(text, decoding="mst")
+    assert pipe(text, decoding="greedy") == greedy
+    assert [word["word"] for word in tree] == [word["word"] for word in greedy]
+    assert len(tree) > len(TEXT.split())  # (the test strip truncates the rest)
+    heads = [word["head"] for word in tree]
+    assert heads.count(0) == 1
+    for start in range(1, len(heads) + 1):  # following heads from any word ends at ROOT
+        seen, node = set(), start
+        while node:
+            assert node not in seen, f"cycle through word {node}: {heads}"
+            seen.add(node)
+            node = heads[node - 1]
+    assert all(0 < word["score"] <= 1 for word in tree)
+    with pytest.raises(ValueError, match="decoding must be"):
+        pipe(text, decoding="eisner")
+
+
 def test_truncated_words_get_no_prediction(tmp_path):
     config = PixelM4Config.from_preset("test", image_size=(16, 16 * 9), **labelled(NER_LABELS))
     path = save_folder(PixelM4ForTokenClassification(config), tmp_path / "ner")
