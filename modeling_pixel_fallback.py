@@ -144,7 +144,16 @@ class PixelFallbackEncoder(PixelFallbackPreTrainedModel):
     ) -> torch.Tensor:
         """pixel_values [R, C, P, P*N], patch_word_ids [R, N] (-1 = padding) -> [W, llm_hidden].
 
-        `num_words` defaults to max(patch_word_ids) + 1."""
+        `num_words` defaults to max(patch_word_ids) + 1. Other keyword arguments go to the
+        attention (transformers' attention kwargs); the output is the word embeddings only."""
+        for name in ("output_attentions", "output_hidden_states"):
+            if kwargs.pop(name, False):  # asked for, would be silently missing from a tensor
+                raise ValueError(
+                    f"PixelFallbackEncoder returns one LLM embedding per word, not "
+                    f"{name.removeprefix('output_')}: read them with a forward hook on "
+                    f"`encoder.layers[i]` (hidden states) or `encoder.layers[i].attention` "
+                    "(attention weights, with attn_implementation='eager')"
+                )
         check_packed_inputs(self.config, pixel_values, patch_word_ids)
         pixel_values = as_model_pixels(pixel_values, self.config.num_channels)
         if num_words is None:

@@ -158,6 +158,28 @@ def test_encoder_rejects_bad_shapes(processor):
         PixelFallbackEncoder(PixelFallbackConfig.from_preset("test"))
 
 
+def test_encoder_refuses_outputs_it_does_not_return(processor):
+    """The encoder returns word embeddings only: asking for attentions or hidden states is an
+    error, not a silently missing output; the hook the error names gives the weights."""
+    model = encoder("eager")
+    inputs = processor.render_words(["नमस्ते", "мир"])
+    with torch.no_grad():
+        plain = model(*inputs)
+        for name in ("output_attentions", "output_hidden_states"):
+            with pytest.raises(ValueError, match="forward hook"):
+                model(*inputs, **{name: True})
+            torch.testing.assert_close(model(*inputs, **{name: False}), plain, rtol=0, atol=0)
+        weights = []
+        hook = model.layers[0].attention.register_forward_hook(
+            lambda module, args, output: weights.append(output[1])
+        )
+        model(*inputs)
+        hook.remove()
+    num_patches = inputs[1].shape[1]
+    assert weights[0].shape == (inputs[0].shape[0], model.config.num_attention_heads,
+                                num_patches, num_patches)  # fmt: skip
+
+
 @pytest.mark.parametrize("preset, millions", [("default", 92), ("small", 24)])
 def test_presets_have_paper_sizes(preset, millions):
     """Paper: 92M (4 layers, d=1536, 16 heads) and 24M (4 layers, d=768, 12 heads); counted
