@@ -112,7 +112,7 @@ void pango_fc_font_map_set_config(PangoFontMap *fcfontmap, FcConfig *fcconfig);
 void g_object_unref(gpointer object);
 """
 _CAIRO_FORMAT_A8 = 2
-_CAIRO_OPERATOR_CLEAR = 0
+_CAIRO_OPERATOR_CLEAR, _CAIRO_OPERATOR_OVER = 0, 2
 _CAIRO_ANTIALIAS_GRAY = 2
 # cairo_hint_style_t / cairo_hint_metrics_t values
 HINT_STYLES = {"none": 1, "slight": 2, "medium": 3, "full": 4}
@@ -415,8 +415,6 @@ class _StripCanvas:
         self.native, self.width, self.height = native, width, height
         self.surface = cairo.cairo_image_surface_create(_CAIRO_FORMAT_A8, width, height)
         self.cr = cairo.cairo_create(self.surface)
-        self._clearing = cairo.cairo_create(self.surface)  # paints with CLEAR (set once)
-        cairo.cairo_set_operator(self._clearing, _CAIRO_OPERATOR_CLEAR)
         stride = cairo.cairo_image_surface_get_stride(self.surface)
         memory = ffi.buffer(cairo.cairo_image_surface_get_data(self.surface), stride * height)
         self._alpha = np.frombuffer(memory, dtype=np.uint8).reshape(height, stride)[:, :width]
@@ -434,10 +432,11 @@ class _StripCanvas:
         pixels = np.empty((self.height, width or self.width), dtype=np.uint8)
         np.subtract(255, self._alpha[:, :columns], out=pixels[:, :columns])
         pixels[:, columns:] = 255
-        cairo.cairo_paint(self._clearing)
+        cairo.cairo_set_operator(self.cr, _CAIRO_OPERATOR_CLEAR)
+        cairo.cairo_paint(self.cr)
+        cairo.cairo_set_operator(self.cr, _CAIRO_OPERATOR_OVER)
         return pixels
 
     def close(self):
         self.native.cairo.cairo_destroy(self.cr)
-        self.native.cairo.cairo_destroy(self._clearing)
         self.native.cairo.cairo_surface_destroy(self.surface)
