@@ -35,8 +35,8 @@ The published renderers (ilkerkesen/pixel-m4 bigram, xplip/pixel continuous) run
 their own environment through benchmarks/published_renderer.py, on the same texts and fonts,
 one by one (their only way), timed as ours on the same line: on an unseen corpus one pass
 after rendering the same warm-up texts (so neither has rasterised the timed texts' new glyphs
-before), elsewhere best of --repeats passes as ours. Each of our figures is printed with the ratio to theirs.
-Without them the ratio is to our uncached path, measured in the same run.
+before), elsewhere best of --repeats passes as ours. Each of our figures is printed with the
+ratio to theirs. Without them the ratio is to our uncached path, measured in the same run.
 """
 
 import argparse
@@ -291,24 +291,21 @@ def main():
             one_by_one.append(warm_row)
         one_by_one.append((mode, "cached", cached_rate, cached_uncached, published_cached))
         if mode == "continuous":  # like for like: the published renderer measures no spans
-            for corpus, texts, published in (
-                ("unseen", unseen, published_rate(args, mode, unseen)),
-                ("cached", sentences, published_cached),
-            ):
-                # best of --repeats on both corpora, as the published renderer's figure here;
+            # (corpus, texts, the published figure if already measured the same way)
+            corpora = [("unseen", unseen, None), ("cached", sentences, published_cached)]
+            if args.per_language:
+                corpora += [
+                    (f"unseen {lang}", one, None) for lang, one in unseen_by_language.items()
+                ]
+            for corpus, texts, published in corpora:
+                # best of --repeats on every corpus, as the published renderer's figure here;
                 # continuous mode keeps no cache of its own that a pass could warm
                 rates = [
                     best_of(args.repeats, len(texts), render_all, one, texts, False)
                     for one in (renderer, uncached)
                 ]
+                published = published or published_rate(args, mode, texts)
                 one_by_one.append((f"{mode}, no spans", corpus, *rates, published))
-            for language, texts in unseen_by_language.items() if args.per_language else ():
-                rates = [
-                    best_of(args.repeats, len(texts), render_all, one, texts, False)
-                    for one in (renderer, uncached)
-                ]
-                published = published_rate(args, mode, texts)
-                one_by_one.append((f"{mode}, no spans", f"unseen {language}", *rates, published))
         floor = bare_conversion_seconds(len(batch), renderer.pixels_per_patch, 529, args.repeats)
         f32 = call_rate(renderer, batch, args.repeats)
         u8 = None

@@ -622,9 +622,9 @@ INK_TEXTS = [
 ]
 
 
-def _canvas_coverage(renderer) -> list[np.ndarray]:
+def _canvas_coverage(renderer) -> np.ndarray:
     """The coverage of every reused canvas of the renderer's font setup (the strip's, and the
-    narrower ones a single text without spans is drawn on)."""
+    narrower ones a single text without spans is drawn on), side by side."""
     patch = renderer.pixels_per_patch
     renderer._setup().strip_canvas(patch * renderer.max_seq_length, patch)
     return np.concatenate([one._alpha for one in renderer._setup()._strip_canvases.values()], 1)
